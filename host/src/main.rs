@@ -1,1 +1,149 @@
-fn main() {}
+//! `spin-osb`: a Spin-compatible host for this project's `spin.toml` (and other Spin HTTP
+//! apps that use key-value, variables and outbound HTTP), built on wasmtime.
+
+use spin_osb::{app, build_cmd, manifest, server};
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "spin-osb",
+    version,
+    about = "Run Spin HTTP apps (such as the spin-osb broker) on wasmtime"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the application (like `spin up`).
+    Up(UpArgs),
+    /// Run every component's build command (like `spin build`).
+    Build {
+        /// The manifest, or a directory containing spin.toml.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct UpArgs {
+    /// The manifest, or a directory containing spin.toml.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    manifest: PathBuf,
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    listen: SocketAddr,
+    /// Spin runtime config file (key-value stores, client TLS).
+    #[arg(long = "runtime-config-file")]
+    runtime_config_file: Option<PathBuf>,
+    /// Directory for local state such as the default SQLite store [default: .spin beside the manifest].
+    #[arg(long = "state-dir")]
+    state_dir: Option<PathBuf>,
+    /// Largest accepted request body; larger ones get 413.
+    #[arg(long = "max-request-body-bytes", default_value_t = 1024 * 1024)]
+    max_request_body_bytes: usize,
+    /// Longest a request may take before the host answers 504.
+    #[arg(long = "request-timeout-secs", default_value_t = 60)]
+    request_timeout_secs: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build { manifest } => manifest::LoadedManifest::load(&manifest_path(&manifest))
+            .and_then(|m| build_cmd::build(&m)),
+        Command::Up(args) => up(args),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn up(args: UpArgs) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let options = app::AppOptions {
+            manifest: manifest_path(&args.manifest),
+            state_dir: args.state_dir,
+            runtime_config: args.runtime_config_file,
+            request_timeout: Duration::from_secs(args.request_timeout_secs),
+        };
+        let app = app::App::load(&options).await?;
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        print_banner(&app, addr);
+        server::serve(
+            app,
+            listener,
+            args.max_request_body_bytes,
+            shutdown_signal(),
+        )
+        .await
+    })
+}
+
+fn print_banner(app: &app::App, addr: SocketAddr) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "Serving http://{addr}");
+    tracing::info!("app {} is ready", app.name);
+    let _ = writeln!(out, "Available Routes:");
+    for (route, component) in app.router().listing() {
+        let shown = match route.strip_suffix("/...") {
+            Some(prefix) => format!("http://{addr}{prefix} (wildcard)"),
+            None => format!("http://{addr}{route}"),
+        };
+        let _ = writeln!(out, "  {component}: {shown}");
+    }
+    let _ = out.flush();
+}
+
+fn manifest_path(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join("spin.toml")
+    } else {
+        path.to_path_buf()
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing a SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime_wasi_http=error"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
