@@ -1,0 +1,1 @@
+//! The service catalog (filled in by the catalog work).
