@@ -54,15 +54,17 @@ pub trait Store: Send + Sync {
     /// Every key in the store.
     async fn get_keys(&self) -> Result<Vec<String>, StoreError>;
     /// Values for several keys, in order; `None` for absent ones.
-    async fn get_many(&self, keys: &[String]) -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError>;
+    async fn get_many(&self, keys: &[String])
+        -> Result<Vec<(String, Option<Vec<u8>>)>, StoreError>;
     /// Stores several pairs in one transaction where the backend has one.
     async fn set_many(&self, pairs: &[(String, Vec<u8>)]) -> Result<(), StoreError>;
     /// Removes several keys.
     async fn delete_many(&self, keys: &[String]) -> Result<(), StoreError>;
     /// Atomically adds `delta` to the integer under `key` (absent = 0) and returns the result.
     ///
-    /// Values are stored as decimal text, like Spin's SQLite store, so `get` on a counter
-    /// returns e.g. `b"3"` on every backend.
+    /// Values are stored as decimal text, like Redis' `INCRBY` (Spin's SQLite store uses
+    /// 8 little-endian bytes instead), so `get` on a counter returns e.g. `b"3"` on every
+    /// backend.
     async fn increment(&self, key: &str, delta: i64) -> Result<i64, StoreError>;
     /// Reads `key` and returns a handle that can swap it if nobody wrote it meanwhile.
     async fn new_cas(&self, key: &str) -> Result<Arc<dyn Cas>, StoreError>;
