@@ -2,4 +2,14 @@
 //! no I/O. Components adapt it to Spin; `cargo test` exercises it natively.
 #![deny(missing_docs)]
 
+pub mod backend;
+pub mod broker;
 pub mod catalog;
+pub mod env;
+pub mod error;
+pub mod gateway;
+pub mod http;
+pub mod kv;
+pub mod protocol;
+pub mod state;
+pub mod types;

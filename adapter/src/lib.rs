@@ -1,0 +1,117 @@
+//! The glue between spin-osb-core and Spin, written once for every component.
+//!
+//! Endpoint components are one line each: `osb_spin::serve(Endpoint::X, request)`. This
+//! crate turns the Spin request into the core's host-free [`OsbRequest`], provides the
+//! core's [`Kv`] over `wasi:keyvalue` and its [`Env`] over WASI clocks and randomness,
+//! loads the catalog from the component's files, and renders the [`OsbResponse`].
+
+mod gateway;
+mod kv;
+
+pub use gateway::gateway;
+pub use kv::SpinKv;
+
+use spin_osb_core::broker::Broker;
+use spin_osb_core::catalog::Catalog;
+use spin_osb_core::env::Env;
+use spin_osb_core::error::OsbError;
+use spin_osb_core::http::{Endpoint, OsbRequest, OsbResponse};
+use spin_sdk::http::{Request, Response};
+
+/// Where `spin.toml` mounts the catalog directory in every component.
+pub const CATALOG_DIR: &str = "/catalog";
+/// The key-value store label holding broker state.
+pub const STATE_STORE: &str = "default";
+
+/// Serves one OSB endpoint: the gateway has already authenticated the request.
+pub async fn serve(endpoint: Endpoint, request: Request) -> Response {
+    let osb_request = to_osb_request(&request);
+    let response = match load(endpoint) {
+        Ok((catalog, kv)) => {
+            let broker = Broker { catalog: &catalog, kv: &kv, env: &WasiEnv };
+            broker.handle(endpoint, &osb_request).await
+        }
+        Err(error) => error.into(),
+    };
+    to_spin_response(response, &osb_request)
+}
+
+fn load(endpoint: Endpoint) -> Result<(Catalog, SpinKv), OsbError> {
+    let catalog = Catalog::load_dir(std::path::Path::new(CATALOG_DIR))
+        .map_err(|e| OsbError::internal(format!("the broker's catalog is invalid: {e}")))?;
+    // The catalog endpoint has no store in spin.toml: it never touches state.
+    let kv = if endpoint == Endpoint::Catalog { SpinKv::none() } else { SpinKv::open(STATE_STORE)? };
+    Ok((catalog, kv))
+}
+
+/// The core's view of a Spin request.
+pub fn to_osb_request(request: &Request) -> OsbRequest {
+    let uri = request.uri();
+    let (path, query) = match uri.split_once('?') {
+        Some((p, q)) => (p, q),
+        None => (uri, ""),
+    };
+    // Spin gives the full URL; keep only the path.
+    let path = match path.find("://") {
+        Some(scheme_end) => path[scheme_end + 3..].find('/').map(|i| &path[scheme_end + 3 + i..]).unwrap_or("/"),
+        None => path,
+    };
+    OsbRequest {
+        method: request.method().to_string(),
+        path: path.to_string(),
+        query: OsbRequest::parse_query(query),
+        headers: request
+            .headers()
+            .map(|(name, value)| (name.to_ascii_lowercase(), value.as_str().unwrap_or_default().to_string()))
+            .collect(),
+        body: request.body().to_vec(),
+    }
+}
+
+/// Renders a core response; `X-Broker-API-Request-Identity` is echoed as the spec asks.
+pub fn to_spin_response(response: OsbResponse, request: &OsbRequest) -> Response {
+    let mut builder = Response::builder();
+    builder.status(response.status);
+    for (name, value) in &response.headers {
+        builder.header(name.as_str(), value.as_str());
+    }
+    if let Some(identity) = request.header("x-broker-api-request-identity") {
+        builder.header("X-Broker-API-Request-Identity", identity);
+    }
+    match response.body {
+        Some(body) => {
+            builder.header("Content-Type", "application/json");
+            builder.body(serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec()));
+        }
+        None => {
+            builder.body(Vec::new());
+        }
+    }
+    builder.build()
+}
+
+/// WASI clock and randomness.
+pub struct WasiEnv;
+
+impl Env for WasiEnv {
+    fn now(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    fn random_hex(&self, bytes: usize) -> String {
+        let mut buffer = vec![0u8; bytes];
+        // WASI's random source cannot fail short of a broken host; a fixed id would be worse
+        // than a trap, so fall back to the clock's nanoseconds mixed in.
+        if getrandom::fill(&mut buffer).is_err() {
+            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            for (i, b) in buffer.iter_mut().enumerate() {
+                *b = (nanos >> ((i % 16) * 8)) as u8 ^ i as u8;
+            }
+        }
+        buffer.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    fn sleep_ms(&self, millis: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(millis));
+    }
+}

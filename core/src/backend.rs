@@ -1,0 +1,111 @@
+//! The backend contract: how a plan's resources are created, changed and removed.
+//!
+//! The broker owns the OSB protocol and the state machine; a backend only answers "do
+//! (or continue) this operation" with a [`Step`]. Each call gets the operation's previous
+//! backend state (`null` on the first call) and returns the next one, which the broker
+//! persists before answering — so an operation survives any crash, and each
+//! `last_operation` poll advances it by one step. Backends are selected per plan by
+//! [`for_plan`]; adding Kubernetes or BOSH means adding a variant there, not touching
+//! the OSB layer.
+
+use serde_json::{Map, Value};
+
+use crate::catalog::BackendConfig;
+use crate::state::{BindingRecord, InstanceRecord, OperationKind};
+
+pub mod credentials;
+
+/// Everything a backend may look at for one step.
+pub struct StepInput<'a> {
+    /// What is being done.
+    pub kind: OperationKind,
+    /// The instance (for updates: as it is before the update).
+    pub instance: &'a InstanceRecord,
+    /// For updates: the plan id, parameters and context being applied.
+    pub target_plan_id: &'a str,
+    /// Parameters the operation applies (for updates: merged new parameters).
+    pub parameters: &'a Map<String, Value>,
+    /// Context the operation applies.
+    pub context: &'a Value,
+    /// The binding, for bind/unbind.
+    pub binding: Option<&'a BindingRecord>,
+    /// The backend state from the previous step; `null` on the first call.
+    pub state: &'a Value,
+    /// Unix seconds.
+    pub now: u64,
+}
+
+/// The result of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// The operation finished successfully.
+    Done(Done),
+    /// Not finished; persist `state` and ask again on the next poll.
+    InProgress {
+        /// Backend state for the next step.
+        state: Value,
+        /// Progress message for the user.
+        description: Option<String>,
+        /// Suggested seconds until the next poll.
+        retry_after: Option<u64>,
+    },
+    /// The operation failed for good.
+    Failed {
+        /// Why, for the user.
+        description: String,
+    },
+}
+
+/// What a successful operation produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Done {
+    /// Instance data kept for the instance's lifetime (replaces the previous value when set).
+    pub instance_data: Option<Value>,
+    /// Binding credentials (bind only).
+    pub credentials: Option<Value>,
+    /// Binding `endpoints` (bind only).
+    pub endpoints: Option<Value>,
+    /// Final message.
+    pub description: Option<String>,
+}
+
+/// A backend failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BackendError {
+    /// Worth retrying on a later poll (network, 5xx, 429, locks): never fails the
+    /// operation by itself, only its deadline does.
+    #[error("{0}")]
+    Transient(String),
+    /// The operation cannot succeed (bad template, 403, 422 from the API).
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// The backend of one plan.
+pub enum AnyBackend<'a> {
+    /// No external system: credentials from templates.
+    Credentials(credentials::Credentials<'a>),
+}
+
+/// Picks the backend declared by the plan's `backend.type`.
+pub fn for_plan(config: &BackendConfig) -> AnyBackend<'_> {
+    match config {
+        BackendConfig::Credentials(c) => AnyBackend::Credentials(credentials::Credentials::new(c)),
+    }
+}
+
+impl AnyBackend<'_> {
+    /// Whether `kind` completes only asynchronously (requires `accepts_incomplete`).
+    pub fn is_async(&self, kind: OperationKind) -> bool {
+        match self {
+            AnyBackend::Credentials(b) => b.is_async(kind),
+        }
+    }
+
+    /// Starts or continues an operation.
+    pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
+        match self {
+            AnyBackend::Credentials(b) => b.step(input),
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Driving an operation forward by one backend step, exactly once at a time.
+//!
+//! A step is taken under a lease written with compare-and-swap, so concurrent polls (or
+//! a poll racing a retried request) never call the backend twice for the same step; a
+//! crashed holder's lease simply expires. The backend's answer is persisted with another
+//! CAS before anyone is told about it.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::backend::{BackendError, Done, Step};
+use crate::error::OsbError;
+use crate::state::{read, replace, BindingRecord, HasOperation, InstanceRecord, Operation, OperationKind, OperationState, Status, Stored};
+
+use super::{Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
+
+/// How an operation ended.
+pub(super) enum Outcome {
+    Done(Done),
+    Failed(String),
+}
+
+/// A record whose operation [`Broker::advance`] can drive.
+pub(super) trait Resource: Serialize + DeserializeOwned + Clone + HasOperation {
+    fn operation(&self) -> &Operation;
+    /// Applies the end of the current operation to the record.
+    fn conclude(&mut self, outcome: Outcome);
+}
+
+impl Resource for InstanceRecord {
+    fn operation(&self) -> &Operation {
+        &self.operation
+    }
+
+    fn conclude(&mut self, outcome: Outcome) {
+        let kind = self.operation.kind;
+        match outcome {
+            Outcome::Done(done) => {
+                self.operation.state = OperationState::Succeeded;
+                self.operation.description = done.description.or_else(|| Some(default_done(kind).to_string()));
+                if let Some(data) = done.instance_data {
+                    self.backend = data;
+                }
+                match kind {
+                    OperationKind::Provision => self.status = Status::Ready,
+                    OperationKind::Update => {
+                        if let Some(update) = self.operation.update.clone() {
+                            self.plan_id = update.plan_id;
+                            self.parameters = update.parameters;
+                            self.context = update.context;
+                            self.maintenance_info_version = update.maintenance_info_version;
+                        }
+                    }
+                    OperationKind::Deprovision => self.status = Status::Deleted,
+                    OperationKind::Bind | OperationKind::Unbind => {}
+                }
+            }
+            Outcome::Failed(description) => {
+                self.operation.state = OperationState::Failed;
+                self.operation.description = Some(description);
+                match kind {
+                    OperationKind::Provision => self.status = Status::Failed,
+                    OperationKind::Update => {
+                        self.operation.instance_usable = Some(true);
+                        self.operation.update_repeatable = Some(true);
+                    }
+                    OperationKind::Deprovision => self.operation.instance_usable = Some(self.status == Status::Ready),
+                    OperationKind::Bind | OperationKind::Unbind => {}
+                }
+            }
+        }
+        self.operation.retry_after = None;
+    }
+}
+
+impl Resource for BindingRecord {
+    fn operation(&self) -> &Operation {
+        &self.operation
+    }
+
+    fn conclude(&mut self, outcome: Outcome) {
+        let kind = self.operation.kind;
+        match outcome {
+            Outcome::Done(done) => {
+                self.operation.state = OperationState::Succeeded;
+                self.operation.description = done.description.or_else(|| Some(default_done(kind).to_string()));
+                match kind {
+                    OperationKind::Bind => {
+                        self.status = Status::Ready;
+                        self.credentials = done.credentials;
+                        if let Some(endpoints) = done.endpoints {
+                            self.backend["endpoints"] = endpoints;
+                        }
+                        if let Some(data) = done.instance_data {
+                            self.backend["data"] = data;
+                        }
+                    }
+                    OperationKind::Unbind => {
+                        self.status = Status::Deleted;
+                        // Secrets do not outlive the binding.
+                        self.credentials = None;
+                    }
+                    _ => {}
+                }
+            }
+            Outcome::Failed(description) => {
+                self.operation.state = OperationState::Failed;
+                self.operation.description = Some(description);
+                if kind == OperationKind::Bind {
+                    self.status = Status::Failed;
+                }
+            }
+        }
+        self.operation.retry_after = None;
+    }
+}
+
+fn default_done(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Provision => "provisioned",
+        OperationKind::Update => "updated",
+        OperationKind::Deprovision => "deprovisioned",
+        OperationKind::Bind => "bound",
+        OperationKind::Unbind => "unbound",
+    }
+}
+
+impl Broker<'_> {
+    /// Advances the in-progress operation of the record at `key` by one backend step and
+    /// returns the record as stored afterwards. Records without a running operation, or
+    /// whose operation another caller is advancing, are returned unchanged.
+    pub(super) async fn advance<R: Resource>(
+        &self,
+        key: &str,
+        mut stored: Stored<R>,
+        step: impl AsyncFn(&R) -> Result<Step, BackendError>,
+    ) -> Result<Stored<R>, OsbError> {
+        for _ in 0..5 {
+            let operation = stored.value.operation();
+            if !operation.in_progress() {
+                return Ok(stored);
+            }
+            let now = self.env.now();
+            if operation.deadline.is_some_and(|deadline| now >= deadline) {
+                let limit = operation.deadline.unwrap_or(now).saturating_sub(operation.started_at);
+                let mut next = stored.value.clone();
+                next.conclude(Outcome::Failed(format!(
+                    "the operation did not finish within the plan's maximum polling duration ({limit} s)"
+                )));
+                match replace(self.kv, key, &stored, &next)? {
+                    Some(done) => return Ok(done),
+                    None => {
+                        stored = self.reread(key)?;
+                        continue;
+                    }
+                }
+            }
+            if operation.lease_until.is_some_and(|until| until > now) {
+                return Ok(stored);
+            }
+            let mut leased = stored.value.clone();
+            leased.operation_mut().lease_until = Some(now + LEASE_SECONDS);
+            let Some(leased) = replace(self.kv, key, &stored, &leased)? else {
+                stored = self.reread(key)?;
+                continue;
+            };
+            let result = step(&leased.value).await;
+            let mut next = leased.value.clone();
+            next.operation_mut().lease_until = None;
+            match result {
+                Ok(Step::Done(done)) => next.conclude(Outcome::Done(done)),
+                Ok(Step::InProgress { state, description, retry_after }) => {
+                    let op = next.operation_mut();
+                    op.backend = state;
+                    op.description = description;
+                    op.retry_after = retry_after;
+                }
+                Ok(Step::Failed { description }) | Err(BackendError::Permanent(description)) => {
+                    next.conclude(Outcome::Failed(description))
+                }
+                Err(BackendError::Transient(message)) => {
+                    let op = next.operation_mut();
+                    op.description = Some(format!("waiting for the backend: {message}"));
+                    op.retry_after = Some(DEFAULT_RETRY_AFTER);
+                }
+            }
+            // If this CAS fails, a newer operation (e.g. a deprovision during provisioning)
+            // replaced ours while we held the lease: it wins, and we report what is stored.
+            return match replace(self.kv, key, &leased, &next)? {
+                Some(written) => Ok(written),
+                None => self.reread(key),
+            };
+        }
+        Ok(stored)
+    }
+
+    fn reread<R: Resource>(&self, key: &str) -> Result<Stored<R>, OsbError> {
+        read(self.kv, key)?.ok_or_else(|| OsbError::internal(format!("record {key} disappeared")))
+    }
+}

@@ -1,0 +1,48 @@
+//! What the broker needs from its surroundings besides storage: time, randomness and a
+//! way to wait. Components use the WASI clock and random sources; tests use fakes.
+
+/// Clock, randomness and sleeping.
+pub trait Env {
+    /// Seconds since the Unix epoch.
+    fn now(&self) -> u64;
+    /// `bytes` random bytes, hex-encoded; used for operation ids and per-instance seeds.
+    fn random_hex(&self, bytes: usize) -> String;
+    /// Blocks for `millis` (used only while waiting for a concurrent creator).
+    fn sleep_ms(&self, millis: u64);
+}
+
+/// An [`Env`] for tests: a settable clock and a counter instead of randomness.
+#[derive(Default)]
+pub struct TestEnv {
+    /// The current time.
+    pub now: std::sync::atomic::AtomicU64,
+    counter: std::sync::atomic::AtomicU64,
+}
+
+impl TestEnv {
+    /// A clock starting at `now`.
+    pub fn at(now: u64) -> Self {
+        Self { now: now.into(), counter: 0.into() }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, seconds: u64) {
+        self.now.fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Env for TestEnv {
+    fn now(&self) -> u64 {
+        self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn random_hex(&self, bytes: usize) -> String {
+        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let hex = format!("{n:0width$x}", width = bytes * 2);
+        hex[hex.len() - bytes * 2..].to_string()
+    }
+
+    fn sleep_ms(&self, millis: u64) {
+        std::thread::sleep(std::time::Duration::from_millis(millis.min(5)));
+    }
+}

@@ -1,0 +1,559 @@
+//! Instance and binding records in the key-value store, and the only ways to change them.
+//!
+//! Key layout (every id is validated by [`crate::http::validate_id`], so `/` cannot occur
+//! inside one):
+//!
+//! | key                                   | value                                   |
+//! |---------------------------------------|-----------------------------------------|
+//! | `osb/v1/instance/{iid}`               | [`InstanceRecord`] as JSON              |
+//! | `osb/v1/instance/{iid}/claim/g{n}`    | creation claim counter (generation n)   |
+//! | `osb/v1/binding/{iid}/{bid}`          | [`BindingRecord`] as JSON               |
+//! | `osb/v1/binding/{iid}/{bid}/claim/g{n}` | creation claim counter                |
+//!
+//! Records carry `schema` (currently [`SCHEMA_VERSION`]). Every change after creation is
+//! a compare-and-swap against the exact bytes read ([`replace`]), which is a true CAS on
+//! every runtime because the key exists. Creation uses [`create`]: the first caller whose
+//! atomic `increment` of the claim counter returns 1 owns the record; concurrent callers
+//! wait for it to appear. If it never appears (the owner crashed between claim and write)
+//! waiting callers move to the next claim generation, which again has exactly one winner.
+//! Deleted resources stay as tombstones ([`Status::Deleted`]) so late polls get 410.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::env::Env;
+use crate::error::OsbError;
+use crate::kv::Kv;
+
+/// Version of the record layout written by this build.
+pub const SCHEMA_VERSION: u32 = 1;
+/// How long a caller that lost a creation claim waits for the record to appear.
+const CLAIM_WAIT_MS: u64 = 3_000;
+const CLAIM_POLL_MS: u64 = 50;
+/// Claim generations tried before giving up with 503.
+const MAX_CLAIM_GENERATIONS: u32 = 4;
+/// Operations kept per resource after they were superseded, for late polls.
+const HISTORY: usize = 5;
+
+/// Key of an instance record.
+pub fn instance_key(instance_id: &str) -> String {
+    format!("osb/v1/instance/{instance_id}")
+}
+
+/// Key of a binding record.
+pub fn binding_key(instance_id: &str, binding_id: &str) -> String {
+    format!("osb/v1/binding/{instance_id}/{binding_id}")
+}
+
+/// Lifecycle of an instance or binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Being created; not usable yet.
+    Creating,
+    /// Created and usable (possibly with an update or deletion in progress).
+    Ready,
+    /// Creation failed; only deletion makes sense.
+    Failed,
+    /// Deleted; kept as a tombstone so late polls get 410.
+    Deleted,
+}
+
+/// What an operation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationKind {
+    /// Instance creation.
+    Provision,
+    /// Instance update.
+    Update,
+    /// Instance deletion.
+    Deprovision,
+    /// Binding creation.
+    Bind,
+    /// Binding deletion.
+    Unbind,
+}
+
+impl OperationKind {
+    /// The prefix of operation ids of this kind (lets a poll for a forgotten deletion
+    /// still answer 410).
+    pub fn prefix(self) -> &'static str {
+        match self {
+            OperationKind::Provision => "provision",
+            OperationKind::Update => "update",
+            OperationKind::Deprovision => "deprovision",
+            OperationKind::Bind => "bind",
+            OperationKind::Unbind => "unbind",
+        }
+    }
+
+    /// Whether the operation deletes its resource.
+    pub fn is_deletion(self) -> bool {
+        matches!(self, OperationKind::Deprovision | OperationKind::Unbind)
+    }
+}
+
+/// OSB's `last_operation` states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationState {
+    /// `in progress`
+    InProgress,
+    /// `succeeded`
+    Succeeded,
+    /// `failed`
+    Failed,
+}
+
+impl OperationState {
+    /// The spelling OSB uses.
+    pub fn as_osb(self) -> &'static str {
+        match self {
+            OperationState::InProgress => "in progress",
+            OperationState::Succeeded => "succeeded",
+            OperationState::Failed => "failed",
+        }
+    }
+}
+
+/// One operation on an instance or binding, with the backend's progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    /// Returned to the platform as `operation`.
+    pub id: String,
+    /// What it does.
+    pub kind: OperationKind,
+    /// Where it stands.
+    pub state: OperationState,
+    /// Shown to the user by `last_operation`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Unix seconds.
+    pub started_at: u64,
+    /// Unix seconds after which an unfinished operation fails (`maximum_polling_duration`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<u64>,
+    /// The backend's own progress state; `null` until the backend was first called.
+    #[serde(default)]
+    pub backend: Value,
+    /// For updates: what the instance becomes when the update succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<PendingUpdate>,
+    /// A poll that is currently calling the backend holds this until the given time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_until: Option<u64>,
+    /// Seconds the platform should wait before polling again (from the backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// For failed updates/deprovisions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance_usable: Option<bool>,
+    /// For failed updates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_repeatable: Option<bool>,
+}
+
+impl Operation {
+    /// A new in-progress operation.
+    pub fn start(kind: OperationKind, env: &dyn Env, deadline_after: Option<u64>) -> Self {
+        let now = env.now();
+        Self {
+            id: format!("{}-{}", kind.prefix(), env.random_hex(8)),
+            kind,
+            state: OperationState::InProgress,
+            description: None,
+            started_at: now,
+            deadline: deadline_after.map(|d| now + d),
+            backend: Value::Null,
+            update: None,
+            lease_until: None,
+            retry_after: None,
+            instance_usable: None,
+            update_repeatable: None,
+        }
+    }
+
+    /// Whether the operation is still running.
+    pub fn in_progress(&self) -> bool {
+        self.state == OperationState::InProgress
+    }
+
+    /// The record kept after the operation is superseded.
+    pub fn summary(&self) -> OperationSummary {
+        OperationSummary { id: self.id.clone(), kind: self.kind, state: self.state, description: self.description.clone() }
+    }
+}
+
+/// What remains of an operation after a newer one replaced it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OperationSummary {
+    /// Its id.
+    pub id: String,
+    /// Its kind.
+    pub kind: OperationKind,
+    /// Its final state.
+    pub state: OperationState,
+    /// Its last description.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// The target of an update, applied to the instance only when the update succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingUpdate {
+    /// The plan after the update.
+    pub plan_id: String,
+    /// The parameters after the update.
+    pub parameters: Map<String, Value>,
+    /// The context after the update.
+    #[serde(default)]
+    pub context: Value,
+    /// The maintenance_info version after the update.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_info_version: Option<String>,
+    /// What the platform sent (for idempotent repeats).
+    pub request_fingerprint: String,
+}
+
+/// OSB instance `metadata`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstanceMetadata {
+    /// Labels for platform users.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub labels: Map<String, Value>,
+    /// Broker-generated attributes.
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub attributes: Map<String, Value>,
+}
+
+/// A service instance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Layout version.
+    pub schema: u32,
+    /// `:instance_id`.
+    pub instance_id: String,
+    /// Service offering id.
+    pub service_id: String,
+    /// Current plan id.
+    pub plan_id: String,
+    /// Current parameters.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// Current OSB context.
+    #[serde(default)]
+    pub context: Value,
+    /// Deprecated CF fields, kept for templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub organization_guid: Option<String>,
+    /// Deprecated CF fields, kept for templates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub space_guid: Option<String>,
+    /// Maintenance version the instance runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance_info_version: Option<String>,
+    /// Rendered at provision time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+    /// OSB metadata.
+    #[serde(default)]
+    pub metadata: InstanceMetadata,
+    /// Per-instance secret seed: generated secrets derive from it, so they are stable
+    /// across updates and re-renders without being stored in clear.
+    pub seed: String,
+    /// Lifecycle.
+    pub status: Status,
+    /// The current (or last) operation.
+    pub operation: Operation,
+    /// Older operations, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<OperationSummary>,
+    /// Backend data that lives as long as the instance (object names, deployment name).
+    #[serde(default)]
+    pub backend: Value,
+    /// What the platform sent at provision (for idempotent repeats).
+    pub request_fingerprint: String,
+}
+
+/// A service binding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BindingRecord {
+    /// Layout version.
+    pub schema: u32,
+    /// `:instance_id`.
+    pub instance_id: String,
+    /// `:binding_id`.
+    pub binding_id: String,
+    /// Service offering id.
+    pub service_id: String,
+    /// Plan id at bind time.
+    pub plan_id: String,
+    /// Binding parameters.
+    #[serde(default)]
+    pub parameters: Map<String, Value>,
+    /// OSB context.
+    #[serde(default)]
+    pub context: Value,
+    /// `bind_resource` (app_guid, route, ...).
+    #[serde(default)]
+    pub bind_resource: Value,
+    /// The binding this one rotates, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predecessor_binding_id: Option<String>,
+    /// Rendered credentials, once the binding is ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<Value>,
+    /// `metadata` (`expires_at`, `renew_before`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    /// Lifecycle.
+    pub status: Status,
+    /// The current (or last) operation.
+    pub operation: Operation,
+    /// Older operations, newest last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<OperationSummary>,
+    /// Backend data for the binding's lifetime.
+    #[serde(default)]
+    pub backend: Value,
+    /// What the platform sent (for idempotent repeats).
+    pub request_fingerprint: String,
+}
+
+/// Records with an operation (so the history handling is written once).
+pub trait HasOperation {
+    /// The current operation.
+    fn operation_mut(&mut self) -> &mut Operation;
+    /// The history.
+    fn history_mut(&mut self) -> &mut Vec<OperationSummary>;
+
+    /// Replaces the current operation, keeping a summary of the old one.
+    fn begin(&mut self, operation: Operation) {
+        let old = std::mem::replace(self.operation_mut(), operation);
+        let history = self.history_mut();
+        history.push(old.summary());
+        if history.len() > HISTORY {
+            history.remove(0);
+        }
+    }
+}
+
+impl HasOperation for InstanceRecord {
+    fn operation_mut(&mut self) -> &mut Operation {
+        &mut self.operation
+    }
+    fn history_mut(&mut self) -> &mut Vec<OperationSummary> {
+        &mut self.history
+    }
+}
+
+impl HasOperation for BindingRecord {
+    fn operation_mut(&mut self) -> &mut Operation {
+        &mut self.operation
+    }
+    fn history_mut(&mut self) -> &mut Vec<OperationSummary> {
+        &mut self.history
+    }
+}
+
+/// A record together with the exact bytes it was read from (the CAS expectation).
+#[derive(Debug, Clone)]
+pub struct Stored<T> {
+    /// The decoded record.
+    pub value: T,
+    raw: Vec<u8>,
+}
+
+/// Reads and decodes `key`. A record that does not decode (corruption, a newer schema)
+/// is a 500 that names the key, never a panic or a silent overwrite.
+pub fn read<T: DeserializeOwned>(kv: &dyn Kv, key: &str) -> Result<Option<Stored<T>>, OsbError> {
+    let Some(raw) = kv.get(key)? else {
+        return Ok(None);
+    };
+    let value = decode(key, &raw)?;
+    Ok(Some(Stored { value, raw }))
+}
+
+fn decode<T: DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T, OsbError> {
+    let schema = serde_json::from_slice::<Value>(raw)
+        .ok()
+        .and_then(|v| v.get("schema").and_then(Value::as_u64));
+    if let Some(schema) = schema.filter(|s| *s > SCHEMA_VERSION as u64) {
+        return Err(OsbError::internal(format!(
+            "record {key} has schema {schema}, newer than this broker's {SCHEMA_VERSION}; upgrade the broker"
+        )));
+    }
+    serde_json::from_slice(raw).map_err(|e| OsbError::internal(format!("record {key} is unreadable: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, OsbError> {
+    serde_json::to_vec(value).map_err(|e| OsbError::internal(format!("cannot encode record: {e}")))
+}
+
+/// Writes `new` if the record still holds what `current` was read from. `Ok(None)` when
+/// someone else changed it first (the caller re-reads and decides again).
+pub fn replace<T: Serialize + Clone>(kv: &dyn Kv, key: &str, current: &Stored<T>, new: &T) -> Result<Option<Stored<T>>, OsbError> {
+    let raw = encode(new)?;
+    if kv.compare_and_swap(key, &current.raw, &raw)? {
+        Ok(Some(Stored { value: new.clone(), raw }))
+    } else {
+        Ok(None)
+    }
+}
+
+/// The outcome of [`create`].
+pub enum Created<T> {
+    /// This caller created the record.
+    New(Stored<T>),
+    /// A record was already there (possibly a tombstone); the caller applies its rules.
+    Existing(Stored<T>),
+}
+
+/// Creates the record at `key` unless one exists, race-free on every runtime.
+pub fn create<T: Serialize + DeserializeOwned + Clone>(
+    kv: &dyn Kv,
+    env: &dyn Env,
+    key: &str,
+    record: &T,
+) -> Result<Created<T>, OsbError> {
+    for generation in 0..MAX_CLAIM_GENERATIONS {
+        if let Some(existing) = read(kv, key)? {
+            return Ok(Created::Existing(existing));
+        }
+        let claim = kv.increment(&format!("{key}/claim/g{generation}"), 1)?;
+        if claim == 1 {
+            let raw = encode(record)?;
+            kv.set(key, &raw)?;
+            return Ok(Created::New(Stored { value: record.clone(), raw }));
+        }
+        // Someone else owns this generation: wait for their record.
+        let mut waited = 0;
+        while waited < CLAIM_WAIT_MS {
+            if let Some(existing) = read(kv, key)? {
+                return Ok(Created::Existing(existing));
+            }
+            env.sleep_ms(CLAIM_POLL_MS);
+            waited += CLAIM_POLL_MS;
+        }
+    }
+    Err(OsbError::unavailable(format!(
+        "could not create {key}: concurrent creators did not finish; retry the request"
+    )))
+}
+
+/// Stable digest of request attributes, for "identical request" checks.
+pub fn fingerprint(value: &Value) -> String {
+    use sha2::Digest;
+    let canonical = canonical_json(value);
+    hex_encode(&sha2::Sha256::digest(canonical.as_bytes())[..16])
+}
+
+fn canonical_json(value: &Value) -> String {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            let inner: Vec<String> = keys
+                .into_iter()
+                .map(|k| format!("{}:{}", Value::String(k.clone()), canonical_json(&map[k])))
+                .collect();
+            format!("{{{}}}", inner.join(","))
+        }
+        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        other => other.to_string(),
+    }
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::TestEnv;
+    use crate::kv::MemoryKv;
+    use std::sync::Arc;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Rec {
+        schema: u32,
+        owner: u32,
+    }
+
+    #[test]
+    fn fingerprints_ignore_key_order() {
+        let a = serde_json::json!({"a": 1, "b": {"x": 1, "y": [1, 2]}});
+        let b = serde_json::json!({"b": {"y": [1, 2], "x": 1}, "a": 1});
+        assert_eq!(fingerprint(&a), fingerprint(&b));
+        assert_ne!(fingerprint(&a), fingerprint(&serde_json::json!({"a": 2})));
+    }
+
+    #[test]
+    fn fifty_concurrent_creators_produce_one_record_on_spin_semantics() {
+        // MemoryKv upserts on CAS of an absent key, like Spin's SQLite store.
+        let kv = Arc::new(MemoryKv::default());
+        let winners = Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let threads: Vec<_> = (0..50)
+            .map(|owner| {
+                let kv = kv.clone();
+                let winners = winners.clone();
+                std::thread::spawn(move || {
+                    let env = TestEnv::at(0);
+                    match create(&*kv, &env, "k", &Rec { schema: 1, owner }).unwrap() {
+                        Created::New(_) => {
+                            winners.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        Created::Existing(_) => {}
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(winners.load(std::sync::atomic::Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_crashed_claimer_is_taken_over_by_the_next_generation() {
+        let kv = MemoryKv::default();
+        let env = TestEnv::at(0);
+        // A previous request claimed generation 0 and died before writing the record.
+        kv.increment("k/claim/g0", 1).unwrap();
+        match create(&kv, &env, "k", &Rec { schema: 1, owner: 7 }).unwrap() {
+            Created::New(stored) => assert_eq!(stored.value.owner, 7),
+            Created::Existing(_) => panic!("nobody else wrote the record"),
+        }
+    }
+
+    #[test]
+    fn replace_fails_when_the_record_changed_meanwhile() {
+        let kv = MemoryKv::default();
+        let env = TestEnv::at(0);
+        let Created::New(first) = create(&kv, &env, "k", &Rec { schema: 1, owner: 1 }).unwrap() else { panic!() };
+        let second = replace(&kv, "k", &first, &Rec { schema: 1, owner: 2 }).unwrap();
+        assert!(second.is_some());
+        assert!(replace(&kv, "k", &first, &Rec { schema: 1, owner: 3 }).unwrap().is_none());
+        let now: Stored<Rec> = read(&kv, "k").unwrap().unwrap();
+        assert_eq!(now.value.owner, 2);
+    }
+
+    #[test]
+    fn corrupt_and_future_records_are_errors_not_panics() {
+        let kv = MemoryKv::default();
+        kv.set("bad", b"{not json").unwrap();
+        assert_eq!(read::<Rec>(&kv, "bad").unwrap_err().status, 500);
+        kv.set("future", br#"{"schema": 99, "owner": 1}"#).unwrap();
+        assert!(read::<Rec>(&kv, "future").unwrap_err().description.contains("newer"));
+    }
+
+    #[test]
+    fn store_failures_are_503() {
+        let kv = MemoryKv::default();
+        kv.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(read::<Rec>(&kv, "k").unwrap_err().status, 503);
+    }
+}
