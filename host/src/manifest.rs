@@ -403,15 +403,6 @@ impl Manifest {
                 RouteConfig::Private(_) => {}
             }
         }
-        let mut seen = std::collections::HashSet::new();
-        for trigger in &self.trigger.http {
-            if !seen.insert(&trigger.component) {
-                bail!(
-                    "`trigger.http`: component '{}' has more than one trigger",
-                    trigger.component
-                );
-            }
-        }
         Ok(())
     }
 

@@ -122,6 +122,41 @@ fn sigterm_lets_an_in_flight_request_finish_then_exits() {
 }
 
 #[test]
+fn sigterm_waits_for_an_in_flight_outbound_call_to_a_slow_server() {
+    let slow = HttpServer::start(|_| Reply::ok("finally").delayed(Duration::from_millis(2500)));
+    let mut host = Up::app("outbound").var("upstream_port", "1").start();
+    let url = format!(
+        "{}/any/x?{}",
+        host.base,
+        query(&[("op", "outbound"), ("url", &slow.url("/slow"))])
+    );
+    let inflight = std::thread::spawn(move || {
+        client()
+            .get(url)
+            .send()
+            .map(|r| r.text().unwrap_or_default())
+    });
+    // Wait until the slow server has the request, then ask the host to stop.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while slow.hits() == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(slow.hits(), 1, "the outbound call never arrived");
+    let status = host.terminate(Duration::from_secs(30));
+    let body = inflight
+        .join()
+        .unwrap()
+        .unwrap_or_else(|e| panic!("in-flight request failed: {e:?}\n{}", host.output.pretty()));
+    let v: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(v["ok"], true, "{body}");
+    assert_eq!(v["body"], "finally", "{body}");
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "exit status {status:?}"
+    );
+}
+
+#[test]
 fn sigterm_stops_accepting_new_connections() {
     let mut host = Up::app("basic").start();
     let url = host.url("/slow?op=sleep&ms=2000");

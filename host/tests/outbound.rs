@@ -261,7 +261,8 @@ fn client_tls_applies_only_to_the_listed_components_and_hosts() {
     let rc = client_tls_config(&t, &["tls"], &[format!("127.0.0.1:{port}")]);
     let host = start_outbound(Some(rc));
     // Another component with the same allow-list does not get the CA.
-    let r = outbound(&host, "/tls-other/x", &format!("https://127.0.0.1:{port}/"));
+    assert_eq!(host.get("/other-tls/x").json["name"], "tls-other");
+    let r = outbound(&host, "/other-tls/x", &format!("https://127.0.0.1:{port}/"));
     assert!(
         is_tls_error(&r),
         "tls-other must not trust the custom CA: {r:#}"

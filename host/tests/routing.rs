@@ -76,6 +76,16 @@ fn a_wildcard_route_matches_its_own_prefix() {
 }
 
 #[test]
+fn a_trailing_slash_is_kept_in_the_path_info() {
+    let host = &routing();
+    let e = echo(host, "/wild/");
+    assert_eq!(e["name"], "wild");
+    assert_eq!(header(&e, "spin-path-info"), "/");
+    let e = echo(host, "/wild/a/");
+    assert_eq!(header(&e, "spin-path-info"), "/a/");
+}
+
+#[test]
 fn a_wildcard_matches_whole_segments_only() {
     let host = &routing();
     // `/wild/...` must not match `/wilder`.
@@ -154,7 +164,8 @@ fn a_private_component_is_not_reachable_from_outside() {
     for path in ["/hidden", "/hidden/", "/hidden/x", "/private"] {
         assert_eq!(host.get(path).status, 404, "GET {path}");
     }
-    // It is not advertised either.
+    // It is not advertised either (wait for the listing to be complete).
+    wait_for_route_listing(host);
     let stdout = host.output.stdout();
     let routes: Vec<&str> = stdout
         .lines()
@@ -166,24 +177,39 @@ fn a_private_component_is_not_reachable_from_outside() {
     );
 }
 
+const LISTED: [&str; 6] = [
+    "exact",
+    "wild",
+    "wild-special",
+    "wild-deeper",
+    "params",
+    "param-wild",
+];
+
+fn wait_for_route_listing(host: &Host) {
+    for id in LISTED {
+        let line = format!("{id}:");
+        let found = host.wait_for_output(std::time::Duration::from_secs(5), |l| {
+            l.trim_start().starts_with(&line)
+        });
+        assert!(found, "route of {id} not listed:\n{}", host.output.stdout());
+    }
+}
+
 #[test]
 fn the_routes_are_listed_after_the_serving_line() {
     let host = &routing();
+    wait_for_route_listing(host);
     let stdout = host.output.stdout();
-    assert!(stdout.contains("Available Routes"), "{stdout}");
-    for id in [
-        "exact",
-        "wild",
-        "wild-special",
-        "wild-deeper",
-        "params",
-        "param-wild",
-    ] {
-        assert!(
-            stdout.lines().any(|l| l.contains(&format!("{id}:"))),
-            "route of {id} not listed:\n{stdout}"
-        );
-    }
+    let serving = stdout.find("Serving http://").expect("Serving line");
+    let listing = stdout
+        .find("Available Routes")
+        .expect("Available Routes line");
+    assert!(serving < listing, "{stdout}");
+    assert!(
+        stdout.contains(&format!("exact: {}/exact", host.base)),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -278,6 +304,8 @@ fn a_public_component_can_chain_to_an_allowed_private_one() {
         inner["path"].as_str().unwrap_or("").ends_with("/some/path"),
         "{r:#}"
     );
+    // Spin matches a chained request as if against `/...`.
+    assert_eq!(inner["headers"]["spin-path-info"], "/some/path", "{r:#}");
 }
 
 #[test]

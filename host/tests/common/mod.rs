@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use serde_json::{json, Value};
 
 /// How long `spin-osb up` may take to print `Serving ...` (the first start
@@ -83,7 +84,7 @@ static GUESTS: OnceLock<Result<PathBuf, String>> = OnceLock::new();
 /// `<repo>/target/wasm32-wasip2/release/test_probe.wasm` is the fresh build.
 pub fn build_guests() -> PathBuf {
     GUESTS
-        .get_or_init(|| build_guests_inner().map_err(|e| format!("{e}")))
+        .get_or_init(build_guests_inner)
         .clone()
         .unwrap_or_else(|e| panic!("building the test guests failed:\n{e}"))
 }
@@ -232,13 +233,14 @@ fn spawn_reader<R: Read + Send + 'static>(
                     let line = String::from_utf8_lossy(&buf)
                         .trim_end_matches(['\n', '\r'])
                         .to_string();
-                    if let Some(tx) = &serving {
-                        if let Some(rest) = line.trim().strip_prefix("Serving ") {
-                            let url = rest.split_whitespace().next().unwrap_or("").to_string();
-                            let _ = tx.send(Some(url));
-                        }
-                    }
+                    let url = line
+                        .trim()
+                        .strip_prefix("Serving ")
+                        .map(|rest| rest.split_whitespace().next().unwrap_or("").to_string());
                     output.push(stream, line);
+                    if let (Some(tx), Some(url)) = (&serving, url) {
+                        let _ = tx.send(Some(url));
+                    }
                 }
             }
         }
@@ -1024,11 +1026,25 @@ fn serve_conn<S: Read + Write>(
         .find(|(k, _)| k == "content-length")
         .and_then(|(_, v)| v.parse().ok())
         .unwrap_or(0);
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked"));
     let mut body = buf[head_end + 4..].to_vec();
-    while body.len() < len {
-        match stream.read(&mut chunk) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => body.extend_from_slice(&chunk[..n]),
+    if chunked {
+        // Read until the terminating zero-size chunk, then decode.
+        while !body.ends_with(b"0\r\n\r\n") {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        body = dechunk(&body);
+    } else {
+        while body.len() < len {
+            match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
         }
     }
     let seen = SeenRequest {
@@ -1051,6 +1067,25 @@ fn serve_conn<S: Read + Write>(
     let _ = stream.write_all(response.as_bytes());
     let _ = stream.flush();
     true
+}
+
+/// Decode a `Transfer-Encoding: chunked` body (no trailers).
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = find(raw, b"\r\n") {
+        let size_text = String::from_utf8_lossy(&raw[..eol]);
+        let size_text = size_text.split(';').next().unwrap_or("").trim();
+        let Ok(size) = usize::from_str_radix(size_text, 16) else {
+            break;
+        };
+        raw = &raw[eol + 2..];
+        if size == 0 || raw.len() < size {
+            break;
+        }
+        out.extend_from_slice(&raw[..size]);
+        raw = raw.get(size + 2..).unwrap_or(&[]);
+    }
+    out
 }
 
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
