@@ -10,7 +10,9 @@ pub struct SpinKv {
 
 fn err(e: store::Error) -> KvError {
     KvError(match e {
-        store::Error::NoSuchStore => "no such store (check key_value_stores and the runtime config)".into(),
+        store::Error::NoSuchStore => {
+            "no such store (check key_value_stores and the runtime config)".into()
+        }
         store::Error::AccessDenied => "access to the store was denied".into(),
         store::Error::Other(message) => message,
     })
@@ -19,7 +21,9 @@ fn err(e: store::Error) -> KvError {
 impl SpinKv {
     /// Opens the store `label`.
     pub fn open(label: &str) -> Result<Self, KvError> {
-        Ok(Self { bucket: Some(store::open(label).map_err(err)?) })
+        Ok(Self {
+            bucket: Some(store::open(label).map_err(err)?),
+        })
     }
 
     /// A store that fails every call (for components that must not touch state).
@@ -28,7 +32,9 @@ impl SpinKv {
     }
 
     fn bucket(&self) -> Result<&store::Bucket, KvError> {
-        self.bucket.as_ref().ok_or_else(|| KvError("this component has no state store".into()))
+        self.bucket
+            .as_ref()
+            .ok_or_else(|| KvError("this component has no state store".into()))
     }
 }
 

@@ -28,7 +28,11 @@ pub async fn serve(endpoint: Endpoint, request: Request) -> Response {
     let osb_request = to_osb_request(&request);
     let response = match load(endpoint) {
         Ok((catalog, kv)) => {
-            let broker = Broker { catalog: &catalog, kv: &kv, env: &WasiEnv };
+            let broker = Broker {
+                catalog: &catalog,
+                kv: &kv,
+                env: &WasiEnv,
+            };
             broker.handle(endpoint, &osb_request).await
         }
         Err(error) => error.into(),
@@ -40,7 +44,11 @@ fn load(endpoint: Endpoint) -> Result<(Catalog, SpinKv), OsbError> {
     let catalog = Catalog::load_dir(std::path::Path::new(CATALOG_DIR))
         .map_err(|e| OsbError::internal(format!("the broker's catalog is invalid: {e}")))?;
     // The catalog endpoint has no store in spin.toml: it never touches state.
-    let kv = if endpoint == Endpoint::Catalog { SpinKv::none() } else { SpinKv::open(STATE_STORE)? };
+    let kv = if endpoint == Endpoint::Catalog {
+        SpinKv::none()
+    } else {
+        SpinKv::open(STATE_STORE)?
+    };
     Ok((catalog, kv))
 }
 
@@ -53,7 +61,10 @@ pub fn to_osb_request(request: &Request) -> OsbRequest {
     };
     // Spin gives the full URL; keep only the path.
     let path = match path.find("://") {
-        Some(scheme_end) => path[scheme_end + 3..].find('/').map(|i| &path[scheme_end + 3 + i..]).unwrap_or("/"),
+        Some(scheme_end) => path[scheme_end + 3..]
+            .find('/')
+            .map(|i| &path[scheme_end + 3 + i..])
+            .unwrap_or("/"),
         None => path,
     };
     OsbRequest {
@@ -62,7 +73,12 @@ pub fn to_osb_request(request: &Request) -> OsbRequest {
         query: OsbRequest::parse_query(query),
         headers: request
             .headers()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value.as_str().unwrap_or_default().to_string()))
+            .map(|(name, value)| {
+                (
+                    name.to_ascii_lowercase(),
+                    value.as_str().unwrap_or_default().to_string(),
+                )
+            })
             .collect(),
         body: request.body().to_vec(),
     }
@@ -95,7 +111,10 @@ pub struct WasiEnv;
 
 impl Env for WasiEnv {
     fn now(&self) -> u64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 
     fn random_hex(&self, bytes: usize) -> String {
@@ -103,7 +122,10 @@ impl Env for WasiEnv {
         // WASI's random source cannot fail short of a broken host; a fixed id would be worse
         // than a trap, so fall back to the clock's nanoseconds mixed in.
         if getrandom::fill(&mut buffer).is_err() {
-            let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
             for (i, b) in buffer.iter_mut().enumerate() {
                 *b = (nanos >> ((i % 16) * 8)) as u8 ^ i as u8;
             }

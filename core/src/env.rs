@@ -22,12 +22,16 @@ pub struct TestEnv {
 impl TestEnv {
     /// A clock starting at `now`.
     pub fn at(now: u64) -> Self {
-        Self { now: now.into(), counter: 0.into() }
+        Self {
+            now: now.into(),
+            counter: 0.into(),
+        }
     }
 
     /// Moves the clock forward.
     pub fn advance(&self, seconds: u64) {
-        self.now.fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+        self.now
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -37,7 +41,9 @@ impl Env for TestEnv {
     }
 
     fn random_hex(&self, bytes: usize) -> String {
-        let n = self.counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let n = self
+            .counter
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let hex = format!("{n:0width$x}", width = bytes * 2);
         hex[hex.len() - bytes * 2..].to_string()
     }

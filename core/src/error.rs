@@ -25,8 +25,18 @@ pub struct OsbError {
 impl OsbError {
     fn new(status: u16, code: Option<&'static str>, description: impl Into<String>) -> Self {
         let description = description.into();
-        let description = if description.is_empty() { "request failed".to_string() } else { description };
-        Self { status, code, description, instance_usable: None, update_repeatable: None }
+        let description = if description.is_empty() {
+            "request failed".to_string()
+        } else {
+            description
+        };
+        Self {
+            status,
+            code,
+            description,
+            instance_usable: None,
+            update_repeatable: None,
+        }
     }
 
     /// 400: malformed request or invalid data.
@@ -35,7 +45,11 @@ impl OsbError {
     }
     /// 401: missing or wrong credentials.
     pub fn unauthorized() -> Self {
-        Self::new(401, None, "authentication required: use the broker's basic-auth credentials")
+        Self::new(
+            401,
+            None,
+            "authentication required: use the broker's basic-auth credentials",
+        )
     }
     /// 404: the resource does not exist (or is still being created).
     pub fn not_found(description: impl Into<String>) -> Self {
@@ -83,7 +97,11 @@ impl OsbError {
     }
     /// 422 `RequiresApp`.
     pub fn requires_app() -> Self {
-        Self::new(422, Some("RequiresApp"), "This Service supports generation of credentials through binding an application only.")
+        Self::new(
+            422,
+            Some("RequiresApp"),
+            "This Service supports generation of credentials through binding an application only.",
+        )
     }
     /// 422 without a code: the change is not supported.
     pub fn unprocessable(description: impl Into<String>) -> Self {
@@ -126,10 +144,16 @@ mod tests {
 
     #[test]
     fn body_has_error_code_only_when_the_spec_defines_one() {
-        assert_eq!(OsbError::bad_request("x").body(), json!({"description": "x"}));
+        assert_eq!(
+            OsbError::bad_request("x").body(),
+            json!({"description": "x"})
+        );
         let body = OsbError::async_required().body();
         assert_eq!(body["error"], "AsyncRequired");
-        assert!(body["description"].as_str().unwrap().contains("asynchronous"));
+        assert!(body["description"]
+            .as_str()
+            .unwrap()
+            .contains("asynchronous"));
     }
 
     #[test]

@@ -27,7 +27,9 @@ impl Admitted {
             Some(identity) => format!("{} user {}", identity.platform, identity.user()),
             None => "no originating identity".to_string(),
         };
-        let request_id = request.header("x-broker-api-request-identity").unwrap_or("-");
+        let request_id = request
+            .header("x-broker-api-request-identity")
+            .unwrap_or("-");
         format!(
             "{} {} -> {} (api {}, {who}, request {request_id})",
             request.method,
@@ -53,15 +55,26 @@ pub fn admit(request: &OsbRequest, username: &str, password: &str) -> Result<Adm
         )));
     }
     let path = resolve(&request.method, &request.path)?;
-    if matches!(path.endpoint, Endpoint::Provision | Endpoint::Update | Endpoint::Bind) {
+    if matches!(
+        path.endpoint,
+        Endpoint::Provision | Endpoint::Update | Endpoint::Bind
+    ) {
         let content_type = request.header("content-type").unwrap_or("application/json");
-        if !content_type.to_ascii_lowercase().starts_with("application/json") && !request.body.is_empty() {
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("application/json")
+            && !request.body.is_empty()
+        {
             return Err(OsbError::unsupported_media_type(format!(
                 "Content-Type {content_type:?} is not supported; send application/json"
             )));
         }
     }
-    Ok(Admitted { endpoint: path.endpoint, version, identity })
+    Ok(Admitted {
+        endpoint: path.endpoint,
+        version,
+        identity,
+    })
 }
 
 #[cfg(test)]
@@ -72,19 +85,43 @@ mod tests {
     fn request(auth: Option<&str>, version: Option<&str>) -> OsbRequest {
         let mut headers = Vec::new();
         if let Some(a) = auth {
-            headers.push(("authorization".into(), format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(a))));
+            headers.push((
+                "authorization".into(),
+                format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(a)
+                ),
+            ));
         }
         if let Some(v) = version {
             headers.push(("x-broker-api-version".into(), v.into()));
         }
-        OsbRequest { method: "GET".into(), path: "/v2/catalog".into(), headers, ..Default::default() }
+        OsbRequest {
+            method: "GET".into(),
+            path: "/v2/catalog".into(),
+            headers,
+            ..Default::default()
+        }
     }
 
     #[test]
     fn auth_is_checked_before_the_version() {
-        assert_eq!(admit(&request(None, None), "u", "p").unwrap_err().status, 401);
-        assert_eq!(admit(&request(Some("u:p"), None), "u", "p").unwrap_err().status, 412);
-        assert_eq!(admit(&request(Some("u:p"), Some("2.15")), "u", "p").unwrap().endpoint, Endpoint::Catalog);
+        assert_eq!(
+            admit(&request(None, None), "u", "p").unwrap_err().status,
+            401
+        );
+        assert_eq!(
+            admit(&request(Some("u:p"), None), "u", "p")
+                .unwrap_err()
+                .status,
+            412
+        );
+        assert_eq!(
+            admit(&request(Some("u:p"), Some("2.15")), "u", "p")
+                .unwrap()
+                .endpoint,
+            Endpoint::Catalog
+        );
     }
 
     #[test]

@@ -26,12 +26,18 @@ pub struct OsbRequest {
 impl OsbRequest {
     /// The first value of a header (name in lowercase).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of a query parameter.
     pub fn query(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// `accepts_incomplete`: absent is false; anything but `true`/`false` is a 400.
@@ -40,13 +46,17 @@ impl OsbRequest {
             None => Ok(false),
             Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
             Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(v) => Err(OsbError::bad_request(format!("accepts_incomplete must be true or false, got {v:?}"))),
+            Some(v) => Err(OsbError::bad_request(format!(
+                "accepts_incomplete must be true or false, got {v:?}"
+            ))),
         }
     }
 
     /// Parses a query string (`a=1&b=x%20y`).
     pub fn parse_query(query: &str) -> Vec<(String, String)> {
-        form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
+        form_urlencoded::parse(query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect()
     }
 }
 
@@ -64,7 +74,11 @@ pub struct OsbResponse {
 impl OsbResponse {
     /// A JSON response.
     pub fn json(status: u16, body: Value) -> Self {
-        Self { status, headers: Vec::new(), body: Some(body) }
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Some(body),
+        }
     }
 
     /// Adds a header.
@@ -160,38 +174,52 @@ pub const MAX_ID_LEN: usize = 200;
 pub fn resolve(method: &str, path: &str) -> Result<OsbPath, OsbError> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let not_found = || OsbError::not_found(format!("no OSB endpoint at {path}"));
-    let (endpoint_by_method, instance, binding): (&[(&str, Endpoint)], Option<&str>, Option<&str>) = match segments.as_slice() {
-        ["", "v2", "catalog"] => (&[("GET", Endpoint::Catalog)], None, None),
-        ["", "v2", "service_instances", iid] => (
-            &[
-                ("PUT", Endpoint::Provision),
-                ("PATCH", Endpoint::Update),
-                ("DELETE", Endpoint::Deprovision),
-                ("GET", Endpoint::FetchInstance),
-            ],
-            Some(*iid),
-            None,
-        ),
-        ["", "v2", "service_instances", iid, "last_operation"] => {
-            (&[("GET", Endpoint::InstanceLastOperation)], Some(*iid), None)
-        }
-        ["", "v2", "service_instances", iid, "service_bindings", bid] => (
-            &[("PUT", Endpoint::Bind), ("DELETE", Endpoint::Unbind), ("GET", Endpoint::FetchBinding)],
-            Some(*iid),
-            Some(*bid),
-        ),
-        ["", "v2", "service_instances", iid, "service_bindings", bid, "last_operation"] => {
-            (&[("GET", Endpoint::BindingLastOperation)], Some(*iid), Some(*bid))
-        }
-        _ => return Err(not_found()),
-    };
+    let (endpoint_by_method, instance, binding): (&[(&str, Endpoint)], Option<&str>, Option<&str>) =
+        match segments.as_slice() {
+            ["", "v2", "catalog"] => (&[("GET", Endpoint::Catalog)], None, None),
+            ["", "v2", "service_instances", iid] => (
+                &[
+                    ("PUT", Endpoint::Provision),
+                    ("PATCH", Endpoint::Update),
+                    ("DELETE", Endpoint::Deprovision),
+                    ("GET", Endpoint::FetchInstance),
+                ],
+                Some(*iid),
+                None,
+            ),
+            ["", "v2", "service_instances", iid, "last_operation"] => (
+                &[("GET", Endpoint::InstanceLastOperation)],
+                Some(*iid),
+                None,
+            ),
+            ["", "v2", "service_instances", iid, "service_bindings", bid] => (
+                &[
+                    ("PUT", Endpoint::Bind),
+                    ("DELETE", Endpoint::Unbind),
+                    ("GET", Endpoint::FetchBinding),
+                ],
+                Some(*iid),
+                Some(*bid),
+            ),
+            ["", "v2", "service_instances", iid, "service_bindings", bid, "last_operation"] => (
+                &[("GET", Endpoint::BindingLastOperation)],
+                Some(*iid),
+                Some(*bid),
+            ),
+            _ => return Err(not_found()),
+        };
     let Some((_, endpoint)) = endpoint_by_method.iter().find(|(m, _)| *m == method) else {
         let allowed: Vec<&str> = endpoint_by_method.iter().map(|(m, _)| *m).collect();
-        return Err(OsbError::method_not_allowed(format!("{method} is not allowed on {path}; allowed: {}", allowed.join(", "))));
+        return Err(OsbError::method_not_allowed(format!(
+            "{method} is not allowed on {path}; allowed: {}",
+            allowed.join(", ")
+        )));
     };
     Ok(OsbPath {
         endpoint: *endpoint,
-        instance_id: instance.map(|id| decode_id("instance_id", id)).transpose()?,
+        instance_id: instance
+            .map(|id| decode_id("instance_id", id))
+            .transpose()?,
         binding_id: binding.map(|id| decode_id("binding_id", id)).transpose()?,
     })
 }
@@ -218,14 +246,23 @@ pub fn validate_id(name: &str, id: &str) -> Result<(), OsbError> {
     if id == "." || id == ".." {
         return Err(bad("not a valid id"));
     }
-    if !id.chars().all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c)) {
-        return Err(bad("only letters, digits, '-', '.', '_' and '~' are allowed"));
+    if !id
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "-._~".contains(c))
+    {
+        return Err(bad(
+            "only letters, digits, '-', '.', '_' and '~' are allowed",
+        ));
     }
     Ok(())
 }
 
 fn shorten(id: &str) -> String {
-    let printable: String = id.chars().map(|c| if c.is_control() { '?' } else { c }).take(40).collect();
+    let printable: String = id
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(40)
+        .collect();
     if id.chars().count() > 40 {
         format!("{printable:?}…")
     } else {
@@ -245,32 +282,74 @@ mod tests {
             ("PATCH", "/v2/service_instances/i1", Endpoint::Update),
             ("DELETE", "/v2/service_instances/i1", Endpoint::Deprovision),
             ("GET", "/v2/service_instances/i1", Endpoint::FetchInstance),
-            ("GET", "/v2/service_instances/i1/last_operation", Endpoint::InstanceLastOperation),
-            ("PUT", "/v2/service_instances/i1/service_bindings/b1", Endpoint::Bind),
-            ("DELETE", "/v2/service_instances/i1/service_bindings/b1", Endpoint::Unbind),
-            ("GET", "/v2/service_instances/i1/service_bindings/b1", Endpoint::FetchBinding),
-            ("GET", "/v2/service_instances/i1/service_bindings/b1/last_operation", Endpoint::BindingLastOperation),
+            (
+                "GET",
+                "/v2/service_instances/i1/last_operation",
+                Endpoint::InstanceLastOperation,
+            ),
+            (
+                "PUT",
+                "/v2/service_instances/i1/service_bindings/b1",
+                Endpoint::Bind,
+            ),
+            (
+                "DELETE",
+                "/v2/service_instances/i1/service_bindings/b1",
+                Endpoint::Unbind,
+            ),
+            (
+                "GET",
+                "/v2/service_instances/i1/service_bindings/b1",
+                Endpoint::FetchBinding,
+            ),
+            (
+                "GET",
+                "/v2/service_instances/i1/service_bindings/b1/last_operation",
+                Endpoint::BindingLastOperation,
+            ),
         ];
         for (method, path, endpoint) in cases {
-            assert_eq!(resolve(method, path).unwrap().endpoint, endpoint, "{method} {path}");
+            assert_eq!(
+                resolve(method, path).unwrap().endpoint,
+                endpoint,
+                "{method} {path}"
+            );
         }
     }
 
     #[test]
     fn unknown_paths_are_404_and_wrong_methods_405() {
         assert_eq!(resolve("GET", "/v2/nope").unwrap_err().status, 404);
-        assert_eq!(resolve("POST", "/v2/service_instances/x").unwrap_err().status, 405);
+        assert_eq!(
+            resolve("POST", "/v2/service_instances/x")
+                .unwrap_err()
+                .status,
+            405
+        );
         assert_eq!(resolve("DELETE", "/v2/catalog").unwrap_err().status, 405);
     }
 
     #[test]
     fn hostile_ids_are_400() {
-        for id in ["%2F", "..", "%2E%2E", "a%00b", "a%2Fb", "%FF", "a b", "a%20b"] {
+        for id in [
+            "%2F", "..", "%2E%2E", "a%00b", "a%2Fb", "%FF", "a b", "a%20b",
+        ] {
             let err = resolve("PUT", &format!("/v2/service_instances/{id}")).unwrap_err();
             assert_eq!(err.status, 400, "{id}");
         }
         let long = "a".repeat(MAX_ID_LEN + 1);
-        assert_eq!(resolve("PUT", &format!("/v2/service_instances/{long}")).unwrap_err().status, 400);
-        assert_eq!(resolve("PUT", "/v2/service_instances/a.b_c~d-1").unwrap().instance_id.unwrap(), "a.b_c~d-1");
+        assert_eq!(
+            resolve("PUT", &format!("/v2/service_instances/{long}"))
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            resolve("PUT", "/v2/service_instances/a.b_c~d-1")
+                .unwrap()
+                .instance_id
+                .unwrap(),
+            "a.b_c~d-1"
+        );
     }
 }

@@ -62,7 +62,13 @@ impl MemoryKv {
 
     /// Every key, sorted (for assertions).
     pub fn keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self.data.lock().expect("poisoned").keys().cloned().collect();
+        let mut keys: Vec<String> = self
+            .data
+            .lock()
+            .expect("poisoned")
+            .keys()
+            .cloned()
+            .collect();
         keys.sort();
         keys
     }
@@ -76,7 +82,10 @@ impl Kv for MemoryKv {
 
     fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.check()?;
-        self.data.lock().expect("poisoned").insert(key.to_string(), value.to_vec());
+        self.data
+            .lock()
+            .expect("poisoned")
+            .insert(key.to_string(), value.to_vec());
         Ok(())
     }
 

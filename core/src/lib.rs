@@ -11,5 +11,7 @@ pub mod gateway;
 pub mod http;
 pub mod kv;
 pub mod protocol;
+pub mod schema;
 pub mod state;
+pub mod template;
 pub mod types;

@@ -29,14 +29,21 @@ impl std::fmt::Display for ApiVersion {
 
 /// Checks `X-Broker-API-Version`; a missing or unsupported value is a 412 naming the range.
 pub fn check_api_version(header: Option<&str>) -> Result<ApiVersion, OsbError> {
-    let supported = format!("this broker supports X-Broker-API-Version 2.{MIN_MINOR} to 2.{MAX_MINOR}");
+    let supported =
+        format!("this broker supports X-Broker-API-Version 2.{MIN_MINOR} to 2.{MAX_MINOR}");
     let Some(value) = header.map(str::trim).filter(|v| !v.is_empty()) else {
-        return Err(OsbError::precondition_failed(format!("missing X-Broker-API-Version header: {supported}")));
+        return Err(OsbError::precondition_failed(format!(
+            "missing X-Broker-API-Version header: {supported}"
+        )));
     };
-    let parsed = value.split_once('.').and_then(|(major, minor)| Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?)));
+    let parsed = value
+        .split_once('.')
+        .and_then(|(major, minor)| Some((major.parse::<u32>().ok()?, minor.parse::<u32>().ok()?)));
     match parsed {
         Some((2, minor)) if (MIN_MINOR..=MAX_MINOR).contains(&minor) => Ok(ApiVersion { minor }),
-        _ => Err(OsbError::precondition_failed(format!("unsupported X-Broker-API-Version {value:?}: {supported}"))),
+        _ => Err(OsbError::precondition_failed(format!(
+            "unsupported X-Broker-API-Version {value:?}: {supported}"
+        ))),
     }
 }
 
@@ -44,10 +51,22 @@ pub fn check_api_version(header: Option<&str>) -> Result<ApiVersion, OsbError> {
 ///
 /// Both the username and the password are compared without early exit, so timing does not
 /// reveal which one (or how much of either) was right.
-pub fn check_basic_auth(header: Option<&str>, username: &str, password: &str) -> Result<(), OsbError> {
+pub fn check_basic_auth(
+    header: Option<&str>,
+    username: &str,
+    password: &str,
+) -> Result<(), OsbError> {
     let decoded = header
-        .and_then(|h| h.trim().strip_prefix("Basic ").or_else(|| h.trim().strip_prefix("basic ")))
-        .and_then(|b64| base64::engine::general_purpose::STANDARD.decode(b64.trim()).ok())
+        .and_then(|h| {
+            h.trim()
+                .strip_prefix("Basic ")
+                .or_else(|| h.trim().strip_prefix("basic "))
+        })
+        .and_then(|b64| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64.trim())
+                .ok()
+        })
         .and_then(|bytes| String::from_utf8(bytes).ok());
     let Some(decoded) = decoded else {
         return Err(OsbError::unauthorized());
@@ -74,25 +93,41 @@ pub struct OriginatingIdentity {
 impl OriginatingIdentity {
     /// Parses the header; a malformed value is a 400 (the spec fixes the format).
     pub fn parse(header: &str) -> Result<Self, OsbError> {
-        let malformed = |why: &str| OsbError::bad_request(format!("malformed X-Broker-API-Originating-Identity: {why}"));
-        let (platform, encoded) = header.trim().split_once(' ').ok_or_else(|| malformed("expected `PLATFORM BASE64-JSON`"))?;
+        let malformed = |why: &str| {
+            OsbError::bad_request(format!(
+                "malformed X-Broker-API-Originating-Identity: {why}"
+            ))
+        };
+        let (platform, encoded) = header
+            .trim()
+            .split_once(' ')
+            .ok_or_else(|| malformed("expected `PLATFORM BASE64-JSON`"))?;
         if platform.is_empty() {
             return Err(malformed("empty platform"));
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .map_err(|_| malformed("value is not base64"))?;
-        let value: Value = serde_json::from_slice(&bytes).map_err(|_| malformed("value is not a JSON object"))?;
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|_| malformed("value is not a JSON object"))?;
         if !value.is_object() {
             return Err(malformed("value is not a JSON object"));
         }
-        Ok(Self { platform: platform.to_string(), value })
+        Ok(Self {
+            platform: platform.to_string(),
+            value,
+        })
     }
 
     /// The user as the profiles define it: Cloud Foundry's `user_id`, Kubernetes' `username`
     /// (with `uid`), or `unknown`. Used for audit logging.
     pub fn user(&self) -> String {
-        let field = |name: &str| self.value.get(name).and_then(Value::as_str).map(str::to_string);
+        let field = |name: &str| {
+            self.value
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        };
         match self.platform.as_str() {
             "cloudfoundry" => field("user_id"),
             "kubernetes" => field("username").map(|u| match field("uid") {
@@ -112,24 +147,50 @@ mod tests {
     #[test]
     fn versions_2_13_to_2_17_are_accepted() {
         for minor in 13..=17 {
-            assert_eq!(check_api_version(Some(&format!("2.{minor}"))).unwrap().minor, minor);
+            assert_eq!(
+                check_api_version(Some(&format!("2.{minor}")))
+                    .unwrap()
+                    .minor,
+                minor
+            );
         }
     }
 
     #[test]
     fn missing_old_new_and_garbage_versions_are_412_naming_the_range() {
-        for header in [None, Some(""), Some("2.12"), Some("2.18"), Some("3.0"), Some("two")] {
+        for header in [
+            None,
+            Some(""),
+            Some("2.12"),
+            Some("2.18"),
+            Some("3.0"),
+            Some("two"),
+        ] {
             let err = check_api_version(header).unwrap_err();
             assert_eq!(err.status, 412);
-            assert!(err.description.contains("2.13 to 2.17"), "{}", err.description);
+            assert!(
+                err.description.contains("2.13 to 2.17"),
+                "{}",
+                err.description
+            );
         }
     }
 
     #[test]
     fn basic_auth_accepts_only_the_exact_pair() {
-        let header = |s: &str| format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(s));
+        let header = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
         assert!(check_basic_auth(Some(&header("admin:secret")), "admin", "secret").is_ok());
-        assert_eq!(check_basic_auth(Some(&header("admin:wrong")), "admin", "secret").unwrap_err().status, 401);
+        assert_eq!(
+            check_basic_auth(Some(&header("admin:wrong")), "admin", "secret")
+                .unwrap_err()
+                .status,
+            401
+        );
         assert!(check_basic_auth(Some(&header("admin:secretx")), "admin", "secret").is_err());
         assert!(check_basic_auth(Some(&header("admin")), "admin", "secret").is_err());
         assert!(check_basic_auth(None, "admin", "secret").is_err());
@@ -139,11 +200,27 @@ mod tests {
     #[test]
     fn originating_identity_profiles_are_understood() {
         let enc = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let cf = OriginatingIdentity::parse(&format!("cloudfoundry {}", enc(r#"{"user_id":"683ea748"}"#))).unwrap();
+        let cf = OriginatingIdentity::parse(&format!(
+            "cloudfoundry {}",
+            enc(r#"{"user_id":"683ea748"}"#)
+        ))
+        .unwrap();
         assert_eq!(cf.user(), "683ea748");
-        let k8s = OriginatingIdentity::parse(&format!("kubernetes {}", enc(r#"{"username":"duke","uid":"c2d","groups":[]}"#))).unwrap();
+        let k8s = OriginatingIdentity::parse(&format!(
+            "kubernetes {}",
+            enc(r#"{"username":"duke","uid":"c2d","groups":[]}"#)
+        ))
+        .unwrap();
         assert_eq!(k8s.user(), "duke (uid c2d)");
-        assert_eq!(OriginatingIdentity::parse("cloudfoundry %%%").unwrap_err().status, 400);
-        assert_eq!(OriginatingIdentity::parse("justone").unwrap_err().status, 400);
+        assert_eq!(
+            OriginatingIdentity::parse("cloudfoundry %%%")
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(
+            OriginatingIdentity::parse("justone").unwrap_err().status,
+            400
+        );
     }
 }

@@ -182,7 +182,12 @@ impl Operation {
 
     /// The record kept after the operation is superseded.
     pub fn summary(&self) -> OperationSummary {
-        OperationSummary { id: self.id.clone(), kind: self.kind, state: self.state, description: self.description.clone() }
+        OperationSummary {
+            id: self.id.clone(),
+            kind: self.kind,
+            state: self.state,
+            description: self.description.clone(),
+        }
     }
 }
 
@@ -385,7 +390,8 @@ fn decode<T: DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T, OsbError> {
             "record {key} has schema {schema}, newer than this broker's {SCHEMA_VERSION}; upgrade the broker"
         )));
     }
-    serde_json::from_slice(raw).map_err(|e| OsbError::internal(format!("record {key} is unreadable: {e}")))
+    serde_json::from_slice(raw)
+        .map_err(|e| OsbError::internal(format!("record {key} is unreadable: {e}")))
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, OsbError> {
@@ -394,10 +400,18 @@ fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, OsbError> {
 
 /// Writes `new` if the record still holds what `current` was read from. `Ok(None)` when
 /// someone else changed it first (the caller re-reads and decides again).
-pub fn replace<T: Serialize + Clone>(kv: &dyn Kv, key: &str, current: &Stored<T>, new: &T) -> Result<Option<Stored<T>>, OsbError> {
+pub fn replace<T: Serialize + Clone>(
+    kv: &dyn Kv,
+    key: &str,
+    current: &Stored<T>,
+    new: &T,
+) -> Result<Option<Stored<T>>, OsbError> {
     let raw = encode(new)?;
     if kv.compare_and_swap(key, &current.raw, &raw)? {
-        Ok(Some(Stored { value: new.clone(), raw }))
+        Ok(Some(Stored {
+            value: new.clone(),
+            raw,
+        }))
     } else {
         Ok(None)
     }
@@ -426,7 +440,10 @@ pub fn create<T: Serialize + DeserializeOwned + Clone>(
         if claim == 1 {
             let raw = encode(record)?;
             kv.set(key, &raw)?;
-            return Ok(Created::New(Stored { value: record.clone(), raw }));
+            return Ok(Created::New(Stored {
+                value: record.clone(),
+                raw,
+            }));
         }
         // Someone else owns this generation: wait for their record.
         let mut waited = 0;
@@ -461,7 +478,14 @@ fn canonical_json(value: &Value) -> String {
                 .collect();
             format!("{{{}}}", inner.join(","))
         }
-        Value::Array(items) => format!("[{}]", items.iter().map(canonical_json).collect::<Vec<_>>().join(",")),
+        Value::Array(items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(canonical_json)
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
         other => other.to_string(),
     }
 }
@@ -523,7 +547,17 @@ mod tests {
         let env = TestEnv::at(0);
         // A previous request claimed generation 0 and died before writing the record.
         kv.increment("k/claim/g0", 1).unwrap();
-        match create(&kv, &env, "k", &Rec { schema: 1, owner: 7 }).unwrap() {
+        match create(
+            &kv,
+            &env,
+            "k",
+            &Rec {
+                schema: 1,
+                owner: 7,
+            },
+        )
+        .unwrap()
+        {
             Created::New(stored) => assert_eq!(stored.value.owner, 7),
             Created::Existing(_) => panic!("nobody else wrote the record"),
         }
@@ -533,10 +567,40 @@ mod tests {
     fn replace_fails_when_the_record_changed_meanwhile() {
         let kv = MemoryKv::default();
         let env = TestEnv::at(0);
-        let Created::New(first) = create(&kv, &env, "k", &Rec { schema: 1, owner: 1 }).unwrap() else { panic!() };
-        let second = replace(&kv, "k", &first, &Rec { schema: 1, owner: 2 }).unwrap();
+        let Created::New(first) = create(
+            &kv,
+            &env,
+            "k",
+            &Rec {
+                schema: 1,
+                owner: 1,
+            },
+        )
+        .unwrap() else {
+            panic!()
+        };
+        let second = replace(
+            &kv,
+            "k",
+            &first,
+            &Rec {
+                schema: 1,
+                owner: 2,
+            },
+        )
+        .unwrap();
         assert!(second.is_some());
-        assert!(replace(&kv, "k", &first, &Rec { schema: 1, owner: 3 }).unwrap().is_none());
+        assert!(replace(
+            &kv,
+            "k",
+            &first,
+            &Rec {
+                schema: 1,
+                owner: 3
+            }
+        )
+        .unwrap()
+        .is_none());
         let now: Stored<Rec> = read(&kv, "k").unwrap().unwrap();
         assert_eq!(now.value.owner, 2);
     }
@@ -547,7 +611,10 @@ mod tests {
         kv.set("bad", b"{not json").unwrap();
         assert_eq!(read::<Rec>(&kv, "bad").unwrap_err().status, 500);
         kv.set("future", br#"{"schema": 99, "owner": 1}"#).unwrap();
-        assert!(read::<Rec>(&kv, "future").unwrap_err().description.contains("newer"));
+        assert!(read::<Rec>(&kv, "future")
+            .unwrap_err()
+            .description
+            .contains("newer"));
     }
 
     #[test]

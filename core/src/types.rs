@@ -102,12 +102,16 @@ pub struct BindRequest {
 /// 400 whose description names the field (`plan_id: invalid type: integer ...`).
 pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, OsbError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(OsbError::bad_request("the request body is empty; a JSON object is required"));
+        return Err(OsbError::bad_request(
+            "the request body is empty; a JSON object is required",
+        ));
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| OsbError::bad_request(format!("the request body is not valid JSON: {e}")))?;
     if !value.is_object() {
-        return Err(OsbError::bad_request("the request body must be a JSON object"));
+        return Err(OsbError::bad_request(
+            "the request body must be a JSON object",
+        ));
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
@@ -123,7 +127,9 @@ pub fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, OsbError> {
 /// Rejects empty required strings (`"service_id": ""`).
 pub fn require_non_empty(name: &str, value: &str) -> Result<(), OsbError> {
     if value.trim().is_empty() {
-        Err(OsbError::bad_request(format!("{name} must be a non-empty string")))
+        Err(OsbError::bad_request(format!(
+            "{name} must be a non-empty string"
+        )))
     } else {
         Ok(())
     }
@@ -137,22 +143,36 @@ mod tests {
     fn missing_required_fields_and_wrong_types_name_the_field() {
         let err = parse_body::<ProvisionRequest>(br#"{"service_id": "s"}"#).unwrap_err();
         assert!(err.description.contains("plan_id"), "{}", err.description);
-        let err = parse_body::<ProvisionRequest>(br#"{"service_id": "s", "plan_id": 5}"#).unwrap_err();
+        let err =
+            parse_body::<ProvisionRequest>(br#"{"service_id": "s", "plan_id": 5}"#).unwrap_err();
         assert!(err.description.contains("plan_id"), "{}", err.description);
-        let err = parse_body::<ProvisionRequest>(br#"{"service_id": "s", "plan_id": "p", "parameters": []}"#).unwrap_err();
-        assert!(err.description.contains("parameters"), "{}", err.description);
+        let err = parse_body::<ProvisionRequest>(
+            br#"{"service_id": "s", "plan_id": "p", "parameters": []}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.description.contains("parameters"),
+            "{}",
+            err.description
+        );
     }
 
     #[test]
     fn broken_or_non_object_json_is_400() {
         for body in [&b"{"[..], b"[]", b"null", b"", b"  "] {
-            assert_eq!(parse_body::<ProvisionRequest>(body).unwrap_err().status, 400);
+            assert_eq!(
+                parse_body::<ProvisionRequest>(body).unwrap_err().status,
+                400
+            );
         }
     }
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let req = parse_body::<ProvisionRequest>(br#"{"service_id": "s", "plan_id": "p", "x-vendor": {"a": 1}}"#).unwrap();
+        let req = parse_body::<ProvisionRequest>(
+            br#"{"service_id": "s", "plan_id": "p", "x-vendor": {"a": 1}}"#,
+        )
+        .unwrap();
         assert_eq!(req.plan_id, "p");
     }
 }

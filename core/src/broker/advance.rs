@@ -10,7 +10,10 @@ use serde::Serialize;
 
 use crate::backend::{BackendError, Done, Step};
 use crate::error::OsbError;
-use crate::state::{read, replace, BindingRecord, HasOperation, InstanceRecord, Operation, OperationKind, OperationState, Status, Stored};
+use crate::state::{
+    read, replace, BindingRecord, HasOperation, InstanceRecord, Operation, OperationKind,
+    OperationState, Status, Stored,
+};
 
 use super::{Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
 
@@ -37,7 +40,9 @@ impl Resource for InstanceRecord {
         match outcome {
             Outcome::Done(done) => {
                 self.operation.state = OperationState::Succeeded;
-                self.operation.description = done.description.or_else(|| Some(default_done(kind).to_string()));
+                self.operation.description = done
+                    .description
+                    .or_else(|| Some(default_done(kind).to_string()));
                 if let Some(data) = done.instance_data {
                     self.backend = data;
                 }
@@ -64,7 +69,9 @@ impl Resource for InstanceRecord {
                         self.operation.instance_usable = Some(true);
                         self.operation.update_repeatable = Some(true);
                     }
-                    OperationKind::Deprovision => self.operation.instance_usable = Some(self.status == Status::Ready),
+                    OperationKind::Deprovision => {
+                        self.operation.instance_usable = Some(self.status == Status::Ready)
+                    }
                     OperationKind::Bind | OperationKind::Unbind => {}
                 }
             }
@@ -83,7 +90,9 @@ impl Resource for BindingRecord {
         match outcome {
             Outcome::Done(done) => {
                 self.operation.state = OperationState::Succeeded;
-                self.operation.description = done.description.or_else(|| Some(default_done(kind).to_string()));
+                self.operation.description = done
+                    .description
+                    .or_else(|| Some(default_done(kind).to_string()));
                 match kind {
                     OperationKind::Bind => {
                         self.status = Status::Ready;
@@ -142,7 +151,10 @@ impl Broker<'_> {
             }
             let now = self.env.now();
             if operation.deadline.is_some_and(|deadline| now >= deadline) {
-                let limit = operation.deadline.unwrap_or(now).saturating_sub(operation.started_at);
+                let limit = operation
+                    .deadline
+                    .unwrap_or(now)
+                    .saturating_sub(operation.started_at);
                 let mut next = stored.value.clone();
                 next.conclude(Outcome::Failed(format!(
                     "the operation did not finish within the plan's maximum polling duration ({limit} s)"
@@ -169,7 +181,11 @@ impl Broker<'_> {
             next.operation_mut().lease_until = None;
             match result {
                 Ok(Step::Done(done)) => next.conclude(Outcome::Done(done)),
-                Ok(Step::InProgress { state, description, retry_after }) => {
+                Ok(Step::InProgress {
+                    state,
+                    description,
+                    retry_after,
+                }) => {
                     let op = next.operation_mut();
                     op.backend = state;
                     op.description = description;

@@ -6,8 +6,9 @@ use crate::backend::{for_plan, BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::{validate_id, OsbRequest, OsbResponse};
 use crate::state::{
-    binding_key, create, fingerprint, instance_key, read, replace, BindingRecord, Created, HasOperation, InstanceRecord,
-    Operation, OperationKind, OperationState, Status, Stored, SCHEMA_VERSION,
+    binding_key, create, fingerprint, instance_key, read, replace, BindingRecord, Created,
+    HasOperation, InstanceRecord, Operation, OperationKind, OperationState, Status, Stored,
+    SCHEMA_VERSION,
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
@@ -16,7 +17,12 @@ use super::plan::ParamsKind;
 use super::{last_operation_response, required_query, Broker};
 
 impl Broker<'_> {
-    pub(super) async fn bind(&self, instance_id: &str, binding_id: &str, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    pub(super) async fn bind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
         let accepts_incomplete = request.accepts_incomplete()?;
         let body: BindRequest = parse_body(&request.body)?;
         require_non_empty("service_id", &body.service_id)?;
@@ -30,13 +36,19 @@ impl Broker<'_> {
         }
         let plan = self.plan(&body.service_id, &body.plan_id)?;
         if !plan.bindable {
-            return Err(OsbError::bad_request(format!("plan {} is not bindable", plan.plan_name)));
+            return Err(OsbError::bad_request(format!(
+                "plan {} is not bindable",
+                plan.plan_name
+            )));
         }
         let mut parameters = body.parameters.clone();
         if let Some(predecessor_id) = &body.predecessor_binding_id {
             validate_id("predecessor_binding_id", predecessor_id)?;
             if !plan.binding_rotatable {
-                return Err(OsbError::bad_request(format!("bindings of plan {} cannot be rotated", plan.plan_name)));
+                return Err(OsbError::bad_request(format!(
+                    "bindings of plan {} cannot be rotated",
+                    plan.plan_name
+                )));
             }
             let predecessor = read::<BindingRecord>(self.kv, &binding_key(instance_id, predecessor_id))?
                 .filter(|p| p.value.status == Status::Ready)
@@ -44,21 +56,25 @@ impl Broker<'_> {
                     OsbError::bad_request(format!("predecessor binding {predecessor_id} does not exist for instance {instance_id}"))
                 })?;
             if expired(&predecessor.value, self.env.now()) {
-                return Err(OsbError::bad_request(format!("predecessor binding {predecessor_id} has expired")));
+                return Err(OsbError::bad_request(format!(
+                    "predecessor binding {predecessor_id} has expired"
+                )));
             }
             // Rotation carries the predecessor's parameters over unless new ones are given.
             parameters.get_or_insert_with(|| predecessor.value.parameters.clone());
         }
         let parameters = parameters.unwrap_or_default();
         plan.validate(ParamsKind::Bind, &parameters)?;
-        let backend = for_plan(plan.backend);
+        let backend = for_plan(plan.backend, self.catalog);
         let is_async = backend.is_async(OperationKind::Bind);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
         }
         let mut bind_resource = body.bind_resource.clone().unwrap_or_default();
         if let Some(app_guid) = &body.app_guid {
-            bind_resource.entry("app_guid").or_insert_with(|| json!(app_guid));
+            bind_resource
+                .entry("app_guid")
+                .or_insert_with(|| json!(app_guid));
         }
         let request_fingerprint = fingerprint(&json!({
             "service_id": body.service_id,
@@ -74,13 +90,21 @@ impl Broker<'_> {
             service_id: body.service_id.clone(),
             plan_id: body.plan_id.clone(),
             parameters,
-            context: body.context.clone().map(Value::Object).unwrap_or(Value::Null),
+            context: body
+                .context
+                .clone()
+                .map(Value::Object)
+                .unwrap_or(Value::Null),
             bind_resource: Value::Object(bind_resource),
             predecessor_binding_id: body.predecessor_binding_id.clone(),
             credentials: None,
             metadata: plan.binding_metadata(self.env.now()),
             status: Status::Creating,
-            operation: Operation::start(OperationKind::Bind, self.env, plan.maximum_polling_duration),
+            operation: Operation::start(
+                OperationKind::Bind,
+                self.env,
+                plan.maximum_polling_duration,
+            ),
             history: Vec::new(),
             backend: json!({}),
             request_fingerprint,
@@ -88,10 +112,17 @@ impl Broker<'_> {
         let key = binding_key(instance_id, binding_id);
         let stored = match create(self.kv, self.env, &key, &record)? {
             Created::New(stored) => stored,
-            Created::Existing(existing) if existing.value.status == Status::Deleted => replace(self.kv, &key, &existing, &record)?
-                .ok_or_else(|| OsbError::concurrency(format!("another request for binding {binding_id} is in progress")))?,
+            Created::Existing(existing) if existing.value.status == Status::Deleted => {
+                replace(self.kv, &key, &existing, &record)?.ok_or_else(|| {
+                    OsbError::concurrency(format!(
+                        "another request for binding {binding_id} is in progress"
+                    ))
+                })?
+            }
             Created::Existing(existing) => {
-                return self.bind_again(&key, existing, &record, accepts_incomplete && is_async).await;
+                return self
+                    .bind_again(&key, existing, &record, accepts_incomplete && is_async)
+                    .await;
             }
         };
         let stored = self.advance_binding(&key, stored).await?;
@@ -108,32 +139,54 @@ impl Broker<'_> {
         let current = &existing.value;
         let id = &current.binding_id;
         if current.request_fingerprint != requested.request_fingerprint {
-            return Err(OsbError::conflict(format!("service binding {id} already exists with different attributes")));
+            return Err(OsbError::conflict(format!(
+                "service binding {id} already exists with different attributes"
+            )));
         }
         match current.status {
-            Status::Ready if current.operation.in_progress() => Err(OsbError::concurrency(format!("service binding {id} is being deleted"))),
+            Status::Ready if current.operation.in_progress() => Err(OsbError::concurrency(
+                format!("service binding {id} is being deleted"),
+            )),
             Status::Ready => Ok(OsbResponse::json(200, binding_body(current, false))),
-            Status::Creating if asynchronous => Ok(OsbResponse::json(202, json!({ "operation": current.operation.id }))),
+            Status::Creating if asynchronous => Ok(OsbResponse::json(
+                202,
+                json!({ "operation": current.operation.id }),
+            )),
             Status::Creating => {
                 let stored = self.advance_binding(key, existing).await?;
                 bind_response(&stored.value, false)
             }
             Status::Failed => Err(OsbError::conflict(format!(
                 "service binding {id} exists but failed ({}); unbind it first",
-                current.operation.description.as_deref().unwrap_or("no details")
+                current
+                    .operation
+                    .description
+                    .as_deref()
+                    .unwrap_or("no details")
             ))),
-            Status::Deleted => Err(OsbError::internal("tombstones are replaced before this point")),
+            Status::Deleted => Err(OsbError::internal(
+                "tombstones are replaced before this point",
+            )),
         }
     }
 
-    pub(super) async fn unbind(&self, instance_id: &str, binding_id: &str, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    pub(super) async fn unbind(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
         let accepts_incomplete = request.accepts_incomplete()?;
         let service_id = required_query(request, "service_id")?;
         let plan_id = required_query(request, "plan_id")?;
         let key = binding_key(instance_id, binding_id);
-        let stored: Stored<BindingRecord> = match read(self.kv, &key)? {
+        let stored: Stored<BindingRecord> = match read::<BindingRecord>(self.kv, &key)? {
             Some(s) if s.value.status != Status::Deleted => s,
-            _ => return Err(OsbError::gone(format!("service binding {binding_id} does not exist"))),
+            _ => {
+                return Err(OsbError::gone(format!(
+                    "service binding {binding_id} does not exist"
+                )))
+            }
         };
         let current = &stored.value;
         if service_id != current.service_id || plan_id != current.plan_id {
@@ -143,11 +196,14 @@ impl Broker<'_> {
             )));
         }
         let plan = self.plan(&current.service_id, &current.plan_id)?;
-        let backend = for_plan(plan.backend);
+        let backend = for_plan(plan.backend, self.catalog);
         let is_async = backend.is_async(OperationKind::Unbind);
         if current.operation.in_progress() && current.operation.kind == OperationKind::Unbind {
             if accepts_incomplete && is_async {
-                return Ok(OsbResponse::json(202, json!({ "operation": current.operation.id })));
+                return Ok(OsbResponse::json(
+                    202,
+                    json!({ "operation": current.operation.id }),
+                ));
             }
             let stored = self.advance_binding(&key, stored).await?;
             return deletion_response(&stored.value.operation, false);
@@ -161,23 +217,40 @@ impl Broker<'_> {
             next.operation.state = OperationState::Failed;
             next.operation.description = Some("binding was cancelled by an unbind request".into());
         }
-        next.begin(Operation::start(OperationKind::Unbind, self.env, plan.maximum_polling_duration));
-        let stored = replace(self.kv, &key, &stored, &next)?
-            .ok_or_else(|| OsbError::concurrency(format!("service binding {binding_id} changed concurrently; retry")))?;
+        next.begin(Operation::start(
+            OperationKind::Unbind,
+            self.env,
+            plan.maximum_polling_duration,
+        ));
+        let stored = replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
+            OsbError::concurrency(format!(
+                "service binding {binding_id} changed concurrently; retry"
+            ))
+        })?;
         let stored = self.advance_binding(&key, stored).await?;
         deletion_response(&stored.value.operation, accepts_incomplete && is_async)
     }
 
-    pub(super) fn fetch_binding(&self, instance_id: &str, binding_id: &str, _request: &OsbRequest) -> Result<OsbResponse, OsbError> {
-        let not_found = || OsbError::not_found(format!("service binding {binding_id} does not exist"));
-        let stored: Stored<BindingRecord> = read(self.kv, &binding_key(instance_id, binding_id))?.ok_or_else(not_found)?;
+    pub(super) fn fetch_binding(
+        &self,
+        instance_id: &str,
+        binding_id: &str,
+        _request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
+        let not_found =
+            || OsbError::not_found(format!("service binding {binding_id} does not exist"));
+        let stored: Stored<BindingRecord> =
+            read(self.kv, &binding_key(instance_id, binding_id))?.ok_or_else(not_found)?;
         let record = &stored.value;
         if record.status != Status::Ready {
             return Err(not_found());
         }
         if let Ok(plan) = self.plan(&record.service_id, &record.plan_id) {
             if !plan.bindings_retrievable {
-                return Err(OsbError::not_found(format!("bindings of service {} are not retrievable", plan.service_name)));
+                return Err(OsbError::not_found(format!(
+                    "bindings of service {} are not retrievable",
+                    plan.service_name
+                )));
             }
         }
         Ok(OsbResponse::json(200, binding_body(record, true)))
@@ -193,14 +266,22 @@ impl Broker<'_> {
         let key = binding_key(instance_id, binding_id);
         let Some(stored) = read::<BindingRecord>(self.kv, &key)? else {
             if operation_id.is_some_and(|op| op.starts_with(OperationKind::Unbind.prefix())) {
-                return Err(OsbError::gone(format!("service binding {binding_id} is gone")));
+                return Err(OsbError::gone(format!(
+                    "service binding {binding_id} is gone"
+                )));
             }
-            return Err(OsbError::not_found(format!("service binding {binding_id} does not exist")));
+            return Err(OsbError::not_found(format!(
+                "service binding {binding_id} does not exist"
+            )));
         };
         if stored.value.status == Status::Deleted
-            && operation_id.is_none_or(|op| op == stored.value.operation.id || op.starts_with(OperationKind::Unbind.prefix()))
+            && operation_id.is_none_or(|op| {
+                op == stored.value.operation.id || op.starts_with(OperationKind::Unbind.prefix())
+            })
         {
-            return Err(OsbError::gone(format!("service binding {binding_id} is gone")));
+            return Err(OsbError::gone(format!(
+                "service binding {binding_id} is gone"
+            )));
         }
         if let Some(op) = operation_id.filter(|op| *op != stored.value.operation.id) {
             return history_response(&stored.value.history, op, binding_id);
@@ -211,29 +292,54 @@ impl Broker<'_> {
 
     /// The instance a binding request targets; it must exist and be provisioned.
     fn ready_instance(&self, instance_id: &str) -> Result<InstanceRecord, OsbError> {
-        let stored: Stored<InstanceRecord> = read(self.kv, &instance_key(instance_id))?
-            .filter(|s| s.value.status != Status::Deleted)
-            .ok_or_else(|| OsbError::bad_request(format!("service instance {instance_id} does not exist")))?;
+        let stored: Stored<InstanceRecord> =
+            read::<InstanceRecord>(self.kv, &instance_key(instance_id))?
+                .filter(|s| s.value.status != Status::Deleted)
+                .ok_or_else(|| {
+                    OsbError::bad_request(format!("service instance {instance_id} does not exist"))
+                })?;
         let instance = stored.value;
         match instance.status {
-            Status::Creating => Err(OsbError::concurrency(format!("service instance {instance_id} is still being provisioned"))),
-            Status::Failed => Err(OsbError::unprocessable(format!("service instance {instance_id} failed to provision"))),
-            _ if instance.operation.in_progress() && instance.operation.kind == OperationKind::Deprovision => {
-                Err(OsbError::concurrency(format!("service instance {instance_id} is being deprovisioned")))
+            Status::Creating => Err(OsbError::concurrency(format!(
+                "service instance {instance_id} is still being provisioned"
+            ))),
+            Status::Failed => Err(OsbError::unprocessable(format!(
+                "service instance {instance_id} failed to provision"
+            ))),
+            _ if instance.operation.in_progress()
+                && instance.operation.kind == OperationKind::Deprovision =>
+            {
+                Err(OsbError::concurrency(format!(
+                    "service instance {instance_id} is being deprovisioned"
+                )))
             }
             _ => Ok(instance),
         }
     }
 
-    async fn advance_binding(&self, key: &str, stored: Stored<BindingRecord>) -> Result<Stored<BindingRecord>, OsbError> {
+    async fn advance_binding(
+        &self,
+        key: &str,
+        stored: Stored<BindingRecord>,
+    ) -> Result<Stored<BindingRecord>, OsbError> {
         self.advance(key, stored, async |binding: &BindingRecord| {
             let instance = read::<InstanceRecord>(self.kv, &instance_key(&binding.instance_id))
                 .map_err(|e| BackendError::Transient(e.description))?
-                .ok_or_else(|| BackendError::Permanent(format!("service instance {} no longer exists", binding.instance_id)))?
+                .ok_or_else(|| {
+                    BackendError::Permanent(format!(
+                        "service instance {} no longer exists",
+                        binding.instance_id
+                    ))
+                })?
                 .value;
             let plan = self
                 .plan(&binding.service_id, &binding.plan_id)
-                .map_err(|e| BackendError::Permanent(format!("the plan is no longer in the catalog: {}", e.description)))?;
+                .map_err(|e| {
+                    BackendError::Permanent(format!(
+                        "the plan is no longer in the catalog: {}",
+                        e.description
+                    ))
+                })?;
             let input = StepInput {
                 kind: binding.operation.kind,
                 instance: &instance,
@@ -244,7 +350,7 @@ impl Broker<'_> {
                 state: &binding.operation.backend,
                 now: self.env.now(),
             };
-            for_plan(plan.backend).step(&input).await
+            for_plan(plan.backend, self.catalog).step(&input).await
         })
         .await
     }
@@ -261,7 +367,8 @@ fn expired(binding: &BindingRecord, now: u64) -> bool {
 
 /// The body of a ready binding (bind 200/201, fetch 200).
 fn binding_body(record: &BindingRecord, include_parameters: bool) -> Value {
-    let mut body = json!({ "credentials": record.credentials.clone().unwrap_or_else(|| json!({})) });
+    let mut body =
+        json!({ "credentials": record.credentials.clone().unwrap_or_else(|| json!({})) });
     if let Some(metadata) = &record.metadata {
         let mut public = metadata.clone();
         if let Some(map) = public.as_object_mut() {
@@ -282,16 +389,24 @@ fn binding_body(record: &BindingRecord, include_parameters: bool) -> Value {
 
 fn bind_response(record: &BindingRecord, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     if asynchronous {
-        return Ok(OsbResponse::json(202, json!({ "operation": record.operation.id })));
+        return Ok(OsbResponse::json(
+            202,
+            json!({ "operation": record.operation.id }),
+        ));
     }
     match record.operation.state {
         OperationState::Succeeded => Ok(OsbResponse::json(201, binding_body(record, false))),
-        OperationState::InProgress => {
-            Err(OsbError::concurrency(format!("service binding {} is being created by a concurrent request", record.binding_id)))
-        }
+        OperationState::InProgress => Err(OsbError::concurrency(format!(
+            "service binding {} is being created by a concurrent request",
+            record.binding_id
+        ))),
         OperationState::Failed => Err(OsbError::internal(format!(
             "binding failed: {}",
-            record.operation.description.as_deref().unwrap_or("no details")
+            record
+                .operation
+                .description
+                .as_deref()
+                .unwrap_or("no details")
         ))),
     }
 }

@@ -1,14 +1,15 @@
 //! Service instance endpoints: provision, update, deprovision, fetch, last_operation.
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::backend::{for_plan, BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
 use crate::state::{
-    create, fingerprint, instance_key, read, replace, Created, HasOperation, InstanceMetadata, InstanceRecord, Operation,
-    OperationKind, OperationState, PendingUpdate, Status, Stored, SCHEMA_VERSION,
+    create, fingerprint, instance_key, read, replace, Created, HasOperation, InstanceMetadata,
+    InstanceRecord, Operation, OperationKind, OperationState, PendingUpdate, Status, Stored,
+    SCHEMA_VERSION,
 };
 use crate::types::{parse_body, require_non_empty, ProvisionRequest, UpdateRequest};
 
@@ -16,7 +17,11 @@ use super::plan::ParamsKind;
 use super::{empty, last_operation_response, required_query, Broker};
 
 impl Broker<'_> {
-    pub(super) async fn provision(&self, instance_id: &str, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    pub(super) async fn provision(
+        &self,
+        instance_id: &str,
+        request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
         let accepts_incomplete = request.accepts_incomplete()?;
         let body: ProvisionRequest = parse_body(&request.body)?;
         require_non_empty("service_id", &body.service_id)?;
@@ -33,7 +38,7 @@ impl Broker<'_> {
         }
         let parameters = body.parameters.clone().unwrap_or_default();
         plan.validate(ParamsKind::Provision, &parameters)?;
-        let backend = for_plan(plan.backend);
+        let backend = for_plan(plan.backend, self.catalog);
         let is_async = backend.is_async(OperationKind::Provision);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -50,7 +55,11 @@ impl Broker<'_> {
             service_id: body.service_id.clone(),
             plan_id: body.plan_id.clone(),
             parameters,
-            context: body.context.clone().map(Value::Object).unwrap_or(Value::Null),
+            context: body
+                .context
+                .clone()
+                .map(Value::Object)
+                .unwrap_or(Value::Null),
             organization_guid: body.organization_guid.clone(),
             space_guid: body.space_guid.clone(),
             maintenance_info_version: plan.maintenance_version.clone(),
@@ -58,7 +67,11 @@ impl Broker<'_> {
             metadata: InstanceMetadata::default(),
             seed: self.env.random_hex(32),
             status: Status::Creating,
-            operation: Operation::start(OperationKind::Provision, self.env, plan.maximum_polling_duration),
+            operation: Operation::start(
+                OperationKind::Provision,
+                self.env,
+                plan.maximum_polling_duration,
+            ),
             history: Vec::new(),
             backend: Value::Null,
             request_fingerprint,
@@ -72,11 +85,15 @@ impl Broker<'_> {
             Created::Existing(existing) if existing.value.status == Status::Deleted => {
                 // The id was used before and deprovisioned: start afresh over the tombstone.
                 replace(self.kv, &key, &existing, &record)?.ok_or_else(|| {
-                    OsbError::concurrency(format!("another request for instance {instance_id} is in progress"))
+                    OsbError::concurrency(format!(
+                        "another request for instance {instance_id} is in progress"
+                    ))
                 })?
             }
             Created::Existing(existing) => {
-                return self.provision_again(&key, existing, &record, accepts_incomplete, is_async).await;
+                return self
+                    .provision_again(&key, existing, &record, accepts_incomplete, is_async)
+                    .await;
             }
         };
         let stored = self.advance_instance(&key, stored).await?;
@@ -99,7 +116,9 @@ impl Broker<'_> {
             || current.service_id != requested.service_id
             || current.plan_id != requested.plan_id
         {
-            return Err(OsbError::conflict(format!("service instance {id} already exists with different attributes")));
+            return Err(OsbError::conflict(format!(
+                "service instance {id} already exists with different attributes"
+            )));
         }
         match (current.status, current.operation.kind, current.operation.state) {
             (Status::Ready, OperationKind::Deprovision, OperationState::InProgress) => {
@@ -123,7 +142,11 @@ impl Broker<'_> {
         }
     }
 
-    pub(super) async fn update(&self, instance_id: &str, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    pub(super) async fn update(
+        &self,
+        instance_id: &str,
+        request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
         let accepts_incomplete = request.accepts_incomplete()?;
         let body: UpdateRequest = parse_body(&request.body)?;
         require_non_empty("service_id", &body.service_id)?;
@@ -131,9 +154,13 @@ impl Broker<'_> {
             require_non_empty("plan_id", plan_id)?;
         }
         let key = instance_key(instance_id);
-        let stored: Stored<InstanceRecord> = match read(self.kv, &key)? {
+        let stored: Stored<InstanceRecord> = match read::<InstanceRecord>(self.kv, &key)? {
             Some(s) if s.value.status != Status::Deleted => s,
-            _ => return Err(OsbError::bad_request(format!("service instance {instance_id} does not exist"))),
+            _ => {
+                return Err(OsbError::bad_request(format!(
+                    "service instance {instance_id} does not exist"
+                )))
+            }
         };
         let current = &stored.value;
         if body.service_id != current.service_id {
@@ -151,11 +178,17 @@ impl Broker<'_> {
             }
             _ => {}
         }
-        let target_plan_id = body.plan_id.clone().unwrap_or_else(|| current.plan_id.clone());
+        let target_plan_id = body
+            .plan_id
+            .clone()
+            .unwrap_or_else(|| current.plan_id.clone());
         if target_plan_id != current.plan_id {
             let current_plan = self.plan(&current.service_id, &current.plan_id)?;
             if !current_plan.plan_updateable {
-                let mut error = OsbError::unprocessable(format!("plan {} does not support plan changes", current_plan.plan_name));
+                let mut error = OsbError::unprocessable(format!(
+                    "plan {} does not support plan changes",
+                    current_plan.plan_name
+                ));
                 error.update_repeatable = Some(false);
                 return Err(error);
             }
@@ -181,16 +214,27 @@ impl Broker<'_> {
             }
             None => current.parameters.clone(),
         };
-        let context = body.context.clone().map(Value::Object).unwrap_or_else(|| current.context.clone());
+        let context = body
+            .context
+            .clone()
+            .map(Value::Object)
+            .unwrap_or_else(|| current.context.clone());
         let request_fingerprint = fingerprint(&json!({
             "plan_id": target_plan_id, "parameters": parameters, "maintenance": maintenance_info_version,
         }));
 
         if current.operation.in_progress() {
             let same = current.operation.kind == OperationKind::Update
-                && current.operation.update.as_ref().is_some_and(|u| u.request_fingerprint == request_fingerprint);
+                && current
+                    .operation
+                    .update
+                    .as_ref()
+                    .is_some_and(|u| u.request_fingerprint == request_fingerprint);
             if same && accepts_incomplete {
-                return Ok(OsbResponse::json(202, json!({ "operation": current.operation.id })));
+                return Ok(OsbResponse::json(
+                    202,
+                    json!({ "operation": current.operation.id }),
+                ));
             }
             return Err(OsbError::concurrency(format!(
                 "another operation ({}) is in progress for service instance {instance_id}",
@@ -205,19 +249,26 @@ impl Broker<'_> {
             if context != current.context && plan.allow_context_updates {
                 let mut next = current.clone();
                 next.context = context;
-                replace(self.kv, &key, &stored, &next)?
-                    .ok_or_else(|| OsbError::concurrency(format!("service instance {instance_id} changed concurrently; retry")))?;
+                replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
+                    OsbError::concurrency(format!(
+                        "service instance {instance_id} changed concurrently; retry"
+                    ))
+                })?;
             }
             return Ok(OsbResponse::json(200, empty()));
         }
 
-        let backend = for_plan(plan.backend);
+        let backend = for_plan(plan.backend, self.catalog);
         let is_async = backend.is_async(OperationKind::Update);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
         }
         let mut next = current.clone();
-        let mut operation = Operation::start(OperationKind::Update, self.env, plan.maximum_polling_duration);
+        let mut operation = Operation::start(
+            OperationKind::Update,
+            self.env,
+            plan.maximum_polling_duration,
+        );
         operation.update = Some(PendingUpdate {
             plan_id: target_plan_id,
             parameters,
@@ -226,14 +277,21 @@ impl Broker<'_> {
             request_fingerprint,
         });
         next.begin(operation);
-        let stored = replace(self.kv, &key, &stored, &next)?
-            .ok_or_else(|| OsbError::concurrency(format!("service instance {instance_id} changed concurrently; retry")))?;
+        let stored = replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
+            OsbError::concurrency(format!(
+                "service instance {instance_id} changed concurrently; retry"
+            ))
+        })?;
         let stored = self.advance_instance(&key, stored).await?;
         let op = &stored.value.operation;
         match op.state {
-            _ if accepts_incomplete && is_async => Ok(OsbResponse::json(202, json!({ "operation": op.id }))),
+            _ if accepts_incomplete && is_async => {
+                Ok(OsbResponse::json(202, json!({ "operation": op.id })))
+            }
             OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
-            OperationState::InProgress => Err(OsbError::concurrency("the update is still being applied by a concurrent request")),
+            OperationState::InProgress => Err(OsbError::concurrency(
+                "the update is still being applied by a concurrent request",
+            )),
             OperationState::Failed => {
                 let mut error = OsbError::internal(format!(
                     "the update failed: {}",
@@ -246,37 +304,56 @@ impl Broker<'_> {
         }
     }
 
-    pub(super) async fn deprovision(&self, instance_id: &str, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    pub(super) async fn deprovision(
+        &self,
+        instance_id: &str,
+        request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
         let accepts_incomplete = request.accepts_incomplete()?;
         let service_id = required_query(request, "service_id")?;
         let plan_id = required_query(request, "plan_id")?;
         let key = instance_key(instance_id);
-        let stored: Stored<InstanceRecord> = match read(self.kv, &key)? {
+        let stored: Stored<InstanceRecord> = match read::<InstanceRecord>(self.kv, &key)? {
             Some(s) if s.value.status != Status::Deleted => s,
-            _ => return Err(OsbError::gone(format!("service instance {instance_id} does not exist"))),
+            _ => {
+                return Err(OsbError::gone(format!(
+                    "service instance {instance_id} does not exist"
+                )))
+            }
         };
         let current = &stored.value;
-        let pending_plan = current.operation.update.as_ref().map(|u| u.plan_id.as_str());
-        if service_id != current.service_id || (plan_id != current.plan_id && Some(plan_id) != pending_plan) {
+        let pending_plan = current
+            .operation
+            .update
+            .as_ref()
+            .map(|u| u.plan_id.as_str());
+        if service_id != current.service_id
+            || (plan_id != current.plan_id && Some(plan_id) != pending_plan)
+        {
             return Err(OsbError::bad_request(format!(
                 "service_id/plan_id do not match service instance {instance_id} (service {:?}, plan {:?})",
                 current.service_id, current.plan_id
             )));
         }
         let plan = self.plan(&current.service_id, &current.plan_id)?;
-        let backend = for_plan(plan.backend);
+        let backend = for_plan(plan.backend, self.catalog);
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
                 OperationKind::Deprovision => {
                     if accepts_incomplete && is_async {
-                        return Ok(OsbResponse::json(202, json!({ "operation": current.operation.id })));
+                        return Ok(OsbResponse::json(
+                            202,
+                            json!({ "operation": current.operation.id }),
+                        ));
                     }
                     let stored = self.advance_instance(&key, stored).await?;
                     return deletion_response(&stored.value.operation, false);
                 }
                 OperationKind::Update => {
-                    return Err(OsbError::concurrency(format!("service instance {instance_id} is being updated")))
+                    return Err(OsbError::concurrency(format!(
+                        "service instance {instance_id} is being updated"
+                    )))
                 }
                 // Deprovision during provisioning: stop creating, start deleting.
                 _ => {}
@@ -288,31 +365,50 @@ impl Broker<'_> {
         let mut next = current.clone();
         if next.operation.in_progress() {
             next.operation.state = OperationState::Failed;
-            next.operation.description = Some("provisioning was cancelled by a deprovision request".into());
+            next.operation.description =
+                Some("provisioning was cancelled by a deprovision request".into());
         }
-        next.begin(Operation::start(OperationKind::Deprovision, self.env, plan.maximum_polling_duration));
-        let stored = replace(self.kv, &key, &stored, &next)?
-            .ok_or_else(|| OsbError::concurrency(format!("service instance {instance_id} changed concurrently; retry")))?;
+        next.begin(Operation::start(
+            OperationKind::Deprovision,
+            self.env,
+            plan.maximum_polling_duration,
+        ));
+        let stored = replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
+            OsbError::concurrency(format!(
+                "service instance {instance_id} changed concurrently; retry"
+            ))
+        })?;
         let stored = self.advance_instance(&key, stored).await?;
         deletion_response(&stored.value.operation, accepts_incomplete && is_async)
     }
 
-    pub(super) fn fetch_instance(&self, instance_id: &str, _request: &OsbRequest) -> Result<OsbResponse, OsbError> {
-        let not_found = || OsbError::not_found(format!("service instance {instance_id} does not exist"));
-        let stored: Stored<InstanceRecord> = read(self.kv, &instance_key(instance_id))?.ok_or_else(not_found)?;
+    pub(super) fn fetch_instance(
+        &self,
+        instance_id: &str,
+        _request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
+        let not_found =
+            || OsbError::not_found(format!("service instance {instance_id} does not exist"));
+        let stored: Stored<InstanceRecord> =
+            read(self.kv, &instance_key(instance_id))?.ok_or_else(not_found)?;
         let record = &stored.value;
         if record.status != Status::Ready {
             return Err(not_found());
         }
         if let Ok(plan) = self.plan(&record.service_id, &record.plan_id) {
             if !plan.instances_retrievable {
-                return Err(OsbError::not_found(format!("instances of service {} are not retrievable", plan.service_name)));
+                return Err(OsbError::not_found(format!(
+                    "instances of service {} are not retrievable",
+                    plan.service_name
+                )));
             }
         }
         if record.operation.in_progress() {
             return Err(match record.operation.kind {
                 OperationKind::Deprovision => not_found(),
-                _ => OsbError::concurrency(format!("service instance {instance_id} is being updated")),
+                _ => OsbError::concurrency(format!(
+                    "service instance {instance_id} is being updated"
+                )),
             });
         }
         let mut body = instance_summary(record);
@@ -325,19 +421,32 @@ impl Broker<'_> {
         Ok(OsbResponse::json(200, body))
     }
 
-    pub(super) async fn instance_last_operation(&self, instance_id: &str, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    pub(super) async fn instance_last_operation(
+        &self,
+        instance_id: &str,
+        request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
         let operation_id = request.query("operation").filter(|o| !o.is_empty());
         let key = instance_key(instance_id);
         let Some(stored) = read::<InstanceRecord>(self.kv, &key)? else {
             if operation_id.is_some_and(|op| op.starts_with(OperationKind::Deprovision.prefix())) {
-                return Err(OsbError::gone(format!("service instance {instance_id} is gone")));
+                return Err(OsbError::gone(format!(
+                    "service instance {instance_id} is gone"
+                )));
             }
-            return Err(OsbError::not_found(format!("service instance {instance_id} does not exist")));
+            return Err(OsbError::not_found(format!(
+                "service instance {instance_id} does not exist"
+            )));
         };
         if stored.value.status == Status::Deleted
-            && operation_id.is_none_or(|op| op == stored.value.operation.id || op.starts_with(OperationKind::Deprovision.prefix()))
+            && operation_id.is_none_or(|op| {
+                op == stored.value.operation.id
+                    || op.starts_with(OperationKind::Deprovision.prefix())
+            })
         {
-            return Err(OsbError::gone(format!("service instance {instance_id} is gone")));
+            return Err(OsbError::gone(format!(
+                "service instance {instance_id} is gone"
+            )));
         }
         if let Some(op) = operation_id.filter(|op| *op != stored.value.operation.id) {
             return history_response(&stored.value.history, op, instance_id);
@@ -347,16 +456,25 @@ impl Broker<'_> {
     }
 
     /// Advances the instance's operation with its plan's backend.
-    pub(super) async fn advance_instance(&self, key: &str, stored: Stored<InstanceRecord>) -> Result<Stored<InstanceRecord>, OsbError> {
+    pub(super) async fn advance_instance(
+        &self,
+        key: &str,
+        stored: Stored<InstanceRecord>,
+    ) -> Result<Stored<InstanceRecord>, OsbError> {
         self.advance(key, stored, async |record: &InstanceRecord| {
             let operation = &record.operation;
             let (plan_id, parameters, context) = match (&operation.update, operation.kind) {
-                (Some(update), OperationKind::Update) => (update.plan_id.as_str(), &update.parameters, &update.context),
+                (Some(update), OperationKind::Update) => {
+                    (update.plan_id.as_str(), &update.parameters, &update.context)
+                }
                 _ => (record.plan_id.as_str(), &record.parameters, &record.context),
             };
-            let plan = self
-                .plan(&record.service_id, plan_id)
-                .map_err(|e| BackendError::Permanent(format!("the plan is no longer in the catalog: {}", e.description)))?;
+            let plan = self.plan(&record.service_id, plan_id).map_err(|e| {
+                BackendError::Permanent(format!(
+                    "the plan is no longer in the catalog: {}",
+                    e.description
+                ))
+            })?;
             let input = StepInput {
                 kind: operation.kind,
                 instance: record,
@@ -367,7 +485,7 @@ impl Broker<'_> {
                 state: &operation.backend,
                 now: self.env.now(),
             };
-            for_plan(plan.backend).step(&input).await
+            for_plan(plan.backend, self.catalog).step(&input).await
         })
         .await
     }
@@ -391,7 +509,10 @@ fn provision_accepted(record: &InstanceRecord) -> Value {
     body
 }
 
-fn provision_response(record: &InstanceRecord, asynchronous: bool) -> Result<OsbResponse, OsbError> {
+fn provision_response(
+    record: &InstanceRecord,
+    asynchronous: bool,
+) -> Result<OsbResponse, OsbError> {
     if asynchronous {
         return Ok(OsbResponse::json(202, provision_accepted(record)));
     }
@@ -403,19 +524,28 @@ fn provision_response(record: &InstanceRecord, asynchronous: bool) -> Result<Osb
         ))),
         OperationState::Failed => Err(OsbError::internal(format!(
             "provisioning failed: {}",
-            record.operation.description.as_deref().unwrap_or("no details")
+            record
+                .operation
+                .description
+                .as_deref()
+                .unwrap_or("no details")
         ))),
     }
 }
 
 /// The answer to deprovision/unbind once the deletion was started (or repeated).
-pub(super) fn deletion_response(operation: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
+pub(super) fn deletion_response(
+    operation: &Operation,
+    asynchronous: bool,
+) -> Result<OsbResponse, OsbError> {
     if asynchronous {
         return Ok(OsbResponse::json(202, json!({ "operation": operation.id })));
     }
     match operation.state {
         OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
-        OperationState::InProgress => Err(OsbError::concurrency("the deletion is being carried out by a concurrent request")),
+        OperationState::InProgress => Err(OsbError::concurrency(
+            "the deletion is being carried out by a concurrent request",
+        )),
         OperationState::Failed => {
             let mut error = OsbError::internal(format!(
                 "the deletion failed: {}",
@@ -434,7 +564,9 @@ pub(super) fn history_response(
     resource: &str,
 ) -> Result<OsbResponse, OsbError> {
     let Some(summary) = history.iter().rev().find(|s| s.id == operation_id) else {
-        return Err(OsbError::bad_request(format!("unknown operation {operation_id:?} for {resource}")));
+        return Err(OsbError::bad_request(format!(
+            "unknown operation {operation_id:?} for {resource}"
+        )));
     };
     let mut body = json!({ "state": summary.state.as_osb() });
     if let Some(description) = &summary.description {
@@ -442,4 +574,3 @@ pub(super) fn history_response(
     }
     Ok(OsbResponse::json(200, body))
 }
-

@@ -46,10 +46,17 @@ impl Broker<'_> {
         }
     }
 
-    async fn dispatch(&self, endpoint: Endpoint, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    async fn dispatch(
+        &self,
+        endpoint: Endpoint,
+        request: &OsbRequest,
+    ) -> Result<OsbResponse, OsbError> {
         let path = resolve(&request.method, &request.path)?;
         if path.endpoint != endpoint {
-            return Err(OsbError::not_found(format!("{} {} is not served by this component", request.method, request.path)));
+            return Err(OsbError::not_found(format!(
+                "{} {} is not served by this component",
+                request.method, request.path
+            )));
         }
         let iid = path.instance_id.as_deref().unwrap_or_default();
         let bid = path.binding_id.as_deref().unwrap_or_default();
@@ -100,7 +107,9 @@ fn last_operation_response(operation: &Operation) -> OsbResponse {
 fn required_query<'r>(request: &'r OsbRequest, name: &str) -> Result<&'r str, OsbError> {
     match request.query(name) {
         Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(OsbError::bad_request(format!("the query parameter {name} is required"))),
+        _ => Err(OsbError::bad_request(format!(
+            "the query parameter {name} is required"
+        ))),
     }
 }
 

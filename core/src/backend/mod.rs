@@ -10,7 +10,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::catalog::BackendConfig;
+use crate::catalog::{Backend, Catalog};
 use crate::state::{BindingRecord, InstanceRecord, OperationKind};
 
 pub mod credentials;
@@ -88,9 +88,11 @@ pub enum AnyBackend<'a> {
 }
 
 /// Picks the backend declared by the plan's `backend.type`.
-pub fn for_plan(config: &BackendConfig) -> AnyBackend<'_> {
+pub fn for_plan<'a>(config: &'a Backend, catalog: &'a Catalog) -> AnyBackend<'a> {
     match config {
-        BackendConfig::Credentials(c) => AnyBackend::Credentials(credentials::Credentials::new(c)),
+        Backend::Credentials(c) => {
+            AnyBackend::Credentials(credentials::Credentials::new(c, catalog))
+        }
     }
 }
 

@@ -1,0 +1,96 @@
+//! A plan's `backend:`: how the broker fulfils it. Internally tagged by `type`; each type's
+//! configuration lives in its own module (today `credentials`; `kubernetes` and `bosh` are
+//! meant to be added as further variants next to it).
+
+use std::fmt;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::credentials::CredentialsBackend;
+use super::error::Problems;
+use super::PlanView;
+
+/// The backend of a plan.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Backend {
+    /// Generates binding credentials from templates; needs no external system.
+    Credentials(CredentialsBackend),
+}
+
+impl Backend {
+    /// The `type` as written in the catalog, for logs and messages.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Backend::Credentials(_) => "credentials",
+        }
+    }
+
+    /// Backend-specific checks at load time; `path` is the path of the `backend` field.
+    pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
+        match self {
+            Backend::Credentials(config) => config.validate(plan, path, problems),
+        }
+    }
+}
+
+/// The known values of `type`; an unknown one is a deserialisation error listing these.
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BackendType {
+    Credentials,
+}
+
+impl BackendType {
+    fn read<'de, D: Deserializer<'de>>(self, config: D) -> Result<Backend, D::Error> {
+        match self {
+            BackendType::Credentials => {
+                CredentialsBackend::deserialize(config).map(Backend::Credentials)
+            }
+        }
+    }
+}
+
+/// Hand-written instead of `#[serde(tag = "type")]`: serde buffers internally tagged enums,
+/// which loses the field path and line of errors inside the backend. When `type` is the
+/// first key (as documented), the rest of the mapping streams straight into the variant's
+/// struct, so `backend.async: invalid type…` keeps its path and position.
+impl<'de> Deserialize<'de> for Backend {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(BackendVisitor)
+    }
+}
+
+struct BackendVisitor;
+
+impl<'de> Visitor<'de> for BackendVisitor {
+    type Value = Backend;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a backend mapping with a `type` key")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Backend, A::Error> {
+        let Some(first) = map.next_key::<String>()? else {
+            return Err(de::Error::missing_field("type"));
+        };
+        if first == "type" {
+            let kind: BackendType = map.next_value()?;
+            return kind.read(MapAccessDeserializer::new(map));
+        }
+        // `type` is not first: buffer the mapping. Errors then carry the backend's path only.
+        let mut rest = serde_json::Map::new();
+        rest.insert(first, map.next_value::<Value>()?);
+        while let Some((key, value)) = map.next_entry::<String, Value>()? {
+            rest.insert(key, value);
+        }
+        let kind = rest
+            .remove("type")
+            .ok_or_else(|| de::Error::missing_field("type"))?;
+        let kind =
+            BackendType::deserialize(kind).map_err(|e| de::Error::custom(format!("type: {e}")))?;
+        kind.read(Value::Object(rest)).map_err(de::Error::custom)
+    }
+}
