@@ -33,9 +33,10 @@
 //! | `uuid(name)` | a UUID, likewise stable per seed and name |
 //!
 //! Filters are MiniJinja's built-ins (`default`, `lower`, `tojson`, `urlencode`, …) plus
-//! `b64encode`. Undefined variables are errors (`parameters.x | default('y')` and
-//! `parameters.x is defined` still work), and there is no loader: a template cannot include a
-//! file.
+//! `b64encode`. Block tags alone on a line (`{% if %}`) leave no blank line or indentation
+//! behind, and a trailing newline is kept, so YAML stays aligned. Undefined variables are
+//! errors (`parameters.x | default('y')` and `parameters.x is defined` still work), and there
+//! is no loader: a template cannot include a file.
 //!
 //! ```
 //! use spin_osb_core::template::{render_value, SecretSeed, TemplateContext};

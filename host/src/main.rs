@@ -32,6 +32,19 @@ enum Command {
         #[arg(short = 'f', long = "from", default_value = "spin.toml")]
         manifest: PathBuf,
     },
+    /// Work with the broker's service catalog.
+    #[command(subcommand)]
+    Catalog(CatalogCommand),
+}
+
+#[derive(Subcommand)]
+enum CatalogCommand {
+    /// Validate a catalog directory exactly as the broker does when it loads it.
+    Check {
+        /// The directory holding the catalog's *.yaml files.
+        #[arg(default_value = "catalog")]
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -63,6 +76,7 @@ fn main() -> std::process::ExitCode {
         Command::Build { manifest } => manifest::LoadedManifest::load(&manifest_path(&manifest))
             .and_then(|m| build_cmd::build(&m)),
         Command::Up(args) => up(args),
+        Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -98,6 +112,29 @@ fn up(args: UpArgs) -> Result<()> {
         )
         .await
     })
+}
+
+fn check_catalog(dir: &Path) -> Result<()> {
+    match spin_osb_core::catalog::Catalog::load_dir(dir) {
+        Ok(catalog) => {
+            let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
+            println!(
+                "{}: valid ({} services, {plans} plans, ETag {})",
+                dir.display(),
+                catalog.services().len(),
+                catalog.etag()
+            );
+            Ok(())
+        }
+        Err(errors) => {
+            eprintln!("{errors}");
+            anyhow::bail!(
+                "{}: {} problem(s) found",
+                dir.display(),
+                errors.problems().len()
+            )
+        }
+    }
 }
 
 fn print_banner(app: &app::App, addr: SocketAddr) {

@@ -9,8 +9,6 @@ use crate::schema::ParameterSchema;
 use crate::state::InstanceRecord;
 use crate::template::{SecretSeed, TemplateContext};
 
-const BINDING_LIFETIME_PENDING_CATALOG_FIELD: Option<(u64, u64)> = None;
-
 /// Which parameters are being validated.
 #[derive(Debug, Clone, Copy)]
 pub enum ParamsKind {
@@ -147,9 +145,12 @@ impl<'c> PlanInfo<'c> {
 
     /// Binding `metadata` (`expires_at`, `renew_before`) when the plan limits binding life.
     pub fn binding_metadata(&self, now: u64) -> Option<Value> {
-        let lifetime = BINDING_LIFETIME_PENDING_CATALOG_FIELD?;
-        let expires = now + lifetime.0;
-        let renew = expires.saturating_sub(lifetime.1);
+        let lifetime = self.view.plan().binding_lifetime.as_ref()?;
+        let expires = now + lifetime.expires_after_seconds;
+        let renew_window = lifetime
+            .renew_before_expiry_seconds
+            .unwrap_or(lifetime.expires_after_seconds / 10);
+        let renew = expires.saturating_sub(renew_window);
         Some(json!({
             "expires_at": iso8601(expires),
             "renew_before": iso8601(renew.max(now)),

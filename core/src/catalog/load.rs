@@ -320,6 +320,29 @@ fn validate_service(
                     format!("cannot be true: {reason}"),
                 );
             }
+            if plan.binding_lifetime.is_some() {
+                problems.push(
+                    format!("{path}.binding_lifetime"),
+                    format!("is never used: {reason}"),
+                );
+            }
+        }
+        if let Some(lifetime) = &plan.binding_lifetime {
+            if lifetime.expires_after_seconds == 0 {
+                problems.push(
+                    format!("{path}.binding_lifetime.expires_after_seconds"),
+                    "must be greater than 0",
+                );
+            }
+            if lifetime
+                .renew_before_expiry_seconds
+                .is_some_and(|r| r > lifetime.expires_after_seconds)
+            {
+                problems.push(
+                    format!("{path}.binding_lifetime.renew_before_expiry_seconds"),
+                    "must not exceed expires_after_seconds",
+                );
+            }
         }
         plan.backend
             .validate(&view, &format!("{path}.backend"), problems);

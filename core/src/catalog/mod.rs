@@ -84,8 +84,8 @@ pub use backend::Backend;
 pub use credentials::CredentialsBackend;
 pub use error::{CatalogError, Problem};
 pub use model::{
-    DashboardClient, InputParameters, MaintenanceInfo, Permission, Schemas, ServiceBindingSchemas,
-    ServiceInstanceSchemas, ServiceOffering, ServicePlan,
+    BindingLifetime, DashboardClient, InputParameters, MaintenanceInfo, Permission, Schemas,
+    ServiceBindingSchemas, ServiceInstanceSchemas, ServiceOffering, ServicePlan,
 };
 
 use crate::schema::ParameterSchema;

@@ -100,9 +100,24 @@ pub struct ServicePlan {
     /// Version of what instances of this plan run, for maintenance updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maintenance_info: Option<MaintenanceInfo>,
+    /// spin-osb extension, never part of `GET /v2/catalog`: bindings of this plan expire,
+    /// and bind/fetch answers carry `metadata.expires_at` and `renew_before`.
+    #[serde(default, skip_serializing)]
+    pub binding_lifetime: Option<BindingLifetime>,
     /// How the broker fulfils this plan; never part of `GET /v2/catalog`.
     #[serde(skip_serializing)]
     pub backend: Backend,
+}
+
+/// How long bindings live (plan `binding_lifetime`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BindingLifetime {
+    /// Seconds from creation until `expires_at`.
+    pub expires_after_seconds: u64,
+    /// Seconds before `expires_at` that `renew_before` falls (default: a tenth of the lifetime).
+    #[serde(default)]
+    pub renew_before_expiry_seconds: Option<u64>,
 }
 
 /// Cloud Foundry's dashboard SSO client (OSB profile, "Dashboard Client Object").
