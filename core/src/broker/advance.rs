@@ -10,12 +10,13 @@ use serde::Serialize;
 
 use crate::backend::{BackendError, Done, Step};
 use crate::error::OsbError;
+use crate::http::OsbResponse;
 use crate::state::{
     read, replace, BindingRecord, HasOperation, InstanceRecord, Operation, OperationKind,
-    OperationState, Status, Stored,
+    OperationState, OperationSummary, Status, Stored,
 };
 
-use super::{Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
+use super::{last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
 
 /// How an operation ended.
 pub(super) enum Outcome {
@@ -25,12 +26,25 @@ pub(super) enum Outcome {
 
 /// A record whose operation [`Broker::advance`] can drive.
 pub(super) trait Resource: Serialize + DeserializeOwned + Clone + HasOperation {
+    /// "service instance X" / "service binding X", for messages.
+    fn label(&self) -> String;
+    fn status(&self) -> Status;
+    fn history(&self) -> &[OperationSummary];
     fn operation(&self) -> &Operation;
     /// Applies the end of the current operation to the record.
     fn conclude(&mut self, outcome: Outcome);
 }
 
 impl Resource for InstanceRecord {
+    fn label(&self) -> String {
+        format!("service instance {}", self.instance_id)
+    }
+    fn status(&self) -> Status {
+        self.status
+    }
+    fn history(&self) -> &[OperationSummary] {
+        &self.history
+    }
     fn operation(&self) -> &Operation {
         &self.operation
     }
@@ -81,6 +95,15 @@ impl Resource for InstanceRecord {
 }
 
 impl Resource for BindingRecord {
+    fn label(&self) -> String {
+        format!("service binding {}", self.binding_id)
+    }
+    fn status(&self) -> Status {
+        self.status
+    }
+    fn history(&self) -> &[OperationSummary] {
+        &self.history
+    }
     fn operation(&self) -> &Operation {
         &self.operation
     }
@@ -210,7 +233,78 @@ impl Broker<'_> {
         Ok(stored)
     }
 
+    /// Replaces whatever runs on the record with a deletion (`kind`): an unfinished
+    /// creation is cancelled (its id then polls as failed), then the deletion is written
+    /// with CAS. The caller advances and answers.
+    pub(super) fn start_deletion<R: Resource>(
+        &self,
+        key: &str,
+        stored: &Stored<R>,
+        kind: OperationKind,
+        deadline_after: Option<u64>,
+    ) -> Result<Stored<R>, OsbError> {
+        let mut next = stored.value.clone();
+        let label = next.label();
+        if next.operation().in_progress() {
+            let op = next.operation_mut();
+            op.state = OperationState::Failed;
+            op.description = Some(format!("cancelled by a {} request", kind.prefix()));
+        }
+        next.begin(Operation::start(kind, self.env, deadline_after));
+        replace(self.kv, key, stored, &next)?
+            .ok_or_else(|| OsbError::concurrency(format!("{label} changed concurrently; retry")))
+    }
+
+    /// `last_operation` for the record at `key`: 410 once deleted (or when a deletion's
+    /// id is polled after the record is gone), the history for superseded operation ids,
+    /// otherwise one step forward with `advance` and the current state.
+    pub(super) async fn poll<R: Resource>(
+        &self,
+        key: &str,
+        label: &str,
+        operation_id: Option<&str>,
+        deletion: OperationKind,
+        advance: impl AsyncFn(&str, Stored<R>) -> Result<Stored<R>, OsbError>,
+    ) -> Result<OsbResponse, OsbError> {
+        let polls_deletion = |op: &str| op.starts_with(deletion.prefix());
+        let Some(stored) = read::<R>(self.kv, key)? else {
+            if operation_id.is_some_and(polls_deletion) {
+                return Err(OsbError::gone(format!("{label} is gone")));
+            }
+            return Err(OsbError::not_found(format!("{label} does not exist")));
+        };
+        let current_id = stored.value.operation().id.clone();
+        if stored.value.status() == Status::Deleted
+            && operation_id.is_none_or(|op| op == current_id || polls_deletion(op))
+        {
+            return Err(OsbError::gone(format!("{label} is gone")));
+        }
+        if let Some(op) = operation_id.filter(|op| *op != current_id) {
+            return history_response(stored.value.history(), op, label);
+        }
+        let stored = advance(key, stored).await?;
+        Ok(last_operation_response(stored.value.operation()))
+    }
+
     fn reread<R: Resource>(&self, key: &str) -> Result<Stored<R>, OsbError> {
         read(self.kv, key)?.ok_or_else(|| OsbError::internal(format!("record {key} disappeared")))
     }
+}
+
+/// `last_operation` for an operation that was superseded by a newer one.
+fn history_response(
+    history: &[OperationSummary],
+    operation_id: &str,
+    label: &str,
+) -> Result<OsbResponse, OsbError> {
+    let Some(summary) = history.iter().rev().find(|s| s.id == operation_id) else {
+        return Err(OsbError::bad_request(format!(
+            "unknown operation {operation_id:?} for {label}"
+        )));
+    };
+    let mut body = serde_json::json!({ "state": summary.state.as_osb() });
+    if let Some(description) = &summary.description {
+        body["description"] = serde_json::json!(description);
+    }
+    Ok(OsbResponse::json(200, body))
 }

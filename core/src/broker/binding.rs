@@ -7,14 +7,13 @@ use crate::error::OsbError;
 use crate::http::{validate_id, OsbRequest, OsbResponse};
 use crate::state::{
     binding_key, create, fingerprint, instance_key, read, replace, BindingRecord, Created,
-    HasOperation, InstanceRecord, Operation, OperationKind, OperationState, Status, Stored,
-    SCHEMA_VERSION,
+    InstanceRecord, Operation, OperationKind, OperationState, Status, Stored, SCHEMA_VERSION,
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
-use super::instance::{deletion_response, history_response};
+use super::instance::deletion_response;
 use super::plan::ParamsKind;
-use super::{last_operation_response, required_query, Broker};
+use super::{required_query, Broker};
 
 impl Broker<'_> {
     pub(super) async fn bind(
@@ -41,6 +40,35 @@ impl Broker<'_> {
                 plan.plan_name
             )));
         }
+        let key = binding_key(instance_id, binding_id);
+        // Fingerprint of the request as sent: a re-sent rotation stays identical even after
+        // its predecessor is gone.
+        let mut bind_resource = body.bind_resource.clone().unwrap_or_default();
+        if let Some(app_guid) = &body.app_guid {
+            bind_resource
+                .entry("app_guid")
+                .or_insert_with(|| json!(app_guid));
+        }
+        let request_fingerprint = fingerprint(&json!({
+            "service_id": body.service_id,
+            "plan_id": body.plan_id,
+            "parameters": body.parameters.clone().unwrap_or_default(),
+            "bind_resource": bind_resource,
+            "predecessor_binding_id": body.predecessor_binding_id,
+        }));
+        let backend = for_plan(plan.backend, self.catalog);
+        let is_async = backend.is_async(OperationKind::Bind);
+        if is_async && !accepts_incomplete {
+            return Err(OsbError::async_required());
+        }
+        let asynchronous = is_async;
+        if let Some(existing) =
+            read::<BindingRecord>(self.kv, &key)?.filter(|s| s.value.status != Status::Deleted)
+        {
+            return self
+                .bind_again(&key, existing, &request_fingerprint, asynchronous)
+                .await;
+        }
         let mut parameters = body.parameters.clone();
         if let Some(predecessor_id) = &body.predecessor_binding_id {
             validate_id("predecessor_binding_id", predecessor_id)?;
@@ -65,24 +93,7 @@ impl Broker<'_> {
         }
         let parameters = parameters.unwrap_or_default();
         plan.validate(ParamsKind::Bind, &parameters)?;
-        let backend = for_plan(plan.backend, self.catalog);
-        let is_async = backend.is_async(OperationKind::Bind);
-        if is_async && !accepts_incomplete {
-            return Err(OsbError::async_required());
-        }
-        let mut bind_resource = body.bind_resource.clone().unwrap_or_default();
-        if let Some(app_guid) = &body.app_guid {
-            bind_resource
-                .entry("app_guid")
-                .or_insert_with(|| json!(app_guid));
-        }
-        let request_fingerprint = fingerprint(&json!({
-            "service_id": body.service_id,
-            "plan_id": body.plan_id,
-            "parameters": parameters,
-            "bind_resource": bind_resource,
-            "predecessor_binding_id": body.predecessor_binding_id,
-        }));
+
         let record = BindingRecord {
             schema: SCHEMA_VERSION,
             instance_id: instance_id.to_string(),
@@ -109,7 +120,6 @@ impl Broker<'_> {
             backend: json!({}),
             request_fingerprint,
         };
-        let key = binding_key(instance_id, binding_id);
         let stored = match create(self.kv, self.env, &key, &record)? {
             Created::New(stored) => stored,
             Created::Existing(existing) if existing.value.status == Status::Deleted => {
@@ -121,24 +131,24 @@ impl Broker<'_> {
             }
             Created::Existing(existing) => {
                 return self
-                    .bind_again(&key, existing, &record, accepts_incomplete && is_async)
+                    .bind_again(&key, existing, &record.request_fingerprint, asynchronous)
                     .await;
             }
         };
         let stored = self.advance_binding(&key, stored).await?;
-        bind_response(&stored.value, accepts_incomplete && is_async)
+        bind_response(&stored.value, asynchronous)
     }
 
     async fn bind_again(
         &self,
         key: &str,
         existing: Stored<BindingRecord>,
-        requested: &BindingRecord,
+        request_fingerprint: &str,
         asynchronous: bool,
     ) -> Result<OsbResponse, OsbError> {
         let current = &existing.value;
         let id = &current.binding_id;
-        if current.request_fingerprint != requested.request_fingerprint {
+        if current.request_fingerprint != request_fingerprint {
             return Err(OsbError::conflict(format!(
                 "service binding {id} already exists with different attributes"
             )));
@@ -189,7 +199,11 @@ impl Broker<'_> {
             }
         };
         let current = &stored.value;
-        if service_id != current.service_id || plan_id != current.plan_id {
+        // After a plan change the platform sends the instance's current plan.
+        let instance_plan =
+            read::<InstanceRecord>(self.kv, &instance_key(instance_id))?.map(|s| s.value.plan_id);
+        let plan_matches = plan_id == current.plan_id || instance_plan.as_deref() == Some(plan_id);
+        if service_id != current.service_id || !plan_matches {
             return Err(OsbError::bad_request(format!(
                 "service_id/plan_id do not match service binding {binding_id} (service {:?}, plan {:?})",
                 current.service_id, current.plan_id
@@ -211,22 +225,12 @@ impl Broker<'_> {
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
         }
-        let mut next = current.clone();
-        if next.operation.in_progress() {
-            // Unbind during binding: stop creating, start deleting.
-            next.operation.state = OperationState::Failed;
-            next.operation.description = Some("binding was cancelled by an unbind request".into());
-        }
-        next.begin(Operation::start(
+        let stored = self.start_deletion(
+            &key,
+            &stored,
             OperationKind::Unbind,
-            self.env,
             plan.maximum_polling_duration,
-        ));
-        let stored = replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
-            OsbError::concurrency(format!(
-                "service binding {binding_id} changed concurrently; retry"
-            ))
-        })?;
+        )?;
         let stored = self.advance_binding(&key, stored).await?;
         deletion_response(&stored.value.operation, accepts_incomplete && is_async)
     }
@@ -262,32 +266,17 @@ impl Broker<'_> {
         binding_id: &str,
         request: &OsbRequest,
     ) -> Result<OsbResponse, OsbError> {
+        let label = format!("service binding {binding_id}");
         let operation_id = request.query("operation").filter(|o| !o.is_empty());
         let key = binding_key(instance_id, binding_id);
-        let Some(stored) = read::<BindingRecord>(self.kv, &key)? else {
-            if operation_id.is_some_and(|op| op.starts_with(OperationKind::Unbind.prefix())) {
-                return Err(OsbError::gone(format!(
-                    "service binding {binding_id} is gone"
-                )));
-            }
-            return Err(OsbError::not_found(format!(
-                "service binding {binding_id} does not exist"
-            )));
-        };
-        if stored.value.status == Status::Deleted
-            && operation_id.is_none_or(|op| {
-                op == stored.value.operation.id || op.starts_with(OperationKind::Unbind.prefix())
-            })
-        {
-            return Err(OsbError::gone(format!(
-                "service binding {binding_id} is gone"
-            )));
-        }
-        if let Some(op) = operation_id.filter(|op| *op != stored.value.operation.id) {
-            return history_response(&stored.value.history, op, binding_id);
-        }
-        let stored = self.advance_binding(&key, stored).await?;
-        Ok(last_operation_response(&stored.value.operation))
+        self.poll(
+            &key,
+            &label,
+            operation_id,
+            OperationKind::Unbind,
+            async |key: &str, stored| self.advance_binding(key, stored).await,
+        )
+        .await
     }
 
     /// The instance a binding request targets; it must exist and be provisioned.

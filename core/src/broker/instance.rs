@@ -14,7 +14,7 @@ use crate::state::{
 use crate::types::{parse_body, require_non_empty, ProvisionRequest, UpdateRequest};
 
 use super::plan::ParamsKind;
-use super::{empty, last_operation_response, required_query, Broker};
+use super::{empty, required_query, Broker};
 
 impl Broker<'_> {
     pub(super) async fn provision(
@@ -121,7 +121,7 @@ impl Broker<'_> {
             )));
         }
         match (current.status, current.operation.kind, current.operation.state) {
-            (Status::Ready, OperationKind::Deprovision, OperationState::InProgress) => {
+            (_, OperationKind::Deprovision, OperationState::InProgress) => {
                 Err(OsbError::concurrency(format!("service instance {id} is being deprovisioned")))
             }
             (Status::Ready, _, _) => Ok(OsbResponse::json(200, instance_summary(current))),
@@ -230,11 +230,18 @@ impl Broker<'_> {
                     .update
                     .as_ref()
                     .is_some_and(|u| u.request_fingerprint == request_fingerprint);
-            if same && accepts_incomplete {
-                return Ok(OsbResponse::json(
-                    202,
-                    json!({ "operation": current.operation.id }),
-                ));
+            if same {
+                let backend = for_plan(plan.backend, self.catalog);
+                let asynchronous = accepts_incomplete && backend.is_async(OperationKind::Update);
+                if asynchronous {
+                    return Ok(OsbResponse::json(
+                        202,
+                        json!({ "operation": current.operation.id }),
+                    ));
+                }
+                // A synchronous update that was interrupted: finish it now.
+                let stored = self.advance_instance(&key, stored).await?;
+                return update_response(&stored.value.operation, false);
             }
             return Err(OsbError::concurrency(format!(
                 "another operation ({}) is in progress for service instance {instance_id}",
@@ -283,25 +290,7 @@ impl Broker<'_> {
             ))
         })?;
         let stored = self.advance_instance(&key, stored).await?;
-        let op = &stored.value.operation;
-        match op.state {
-            _ if accepts_incomplete && is_async => {
-                Ok(OsbResponse::json(202, json!({ "operation": op.id })))
-            }
-            OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
-            OperationState::InProgress => Err(OsbError::concurrency(
-                "the update is still being applied by a concurrent request",
-            )),
-            OperationState::Failed => {
-                let mut error = OsbError::internal(format!(
-                    "the update failed: {}",
-                    op.description.as_deref().unwrap_or("no details")
-                ));
-                error.instance_usable = Some(true);
-                error.update_repeatable = Some(true);
-                Err(error)
-            }
-        }
+        update_response(&stored.value.operation, accepts_incomplete && is_async)
     }
 
     pub(super) async fn deprovision(
@@ -350,6 +339,18 @@ impl Broker<'_> {
                     let stored = self.advance_instance(&key, stored).await?;
                     return deletion_response(&stored.value.operation, false);
                 }
+                OperationKind::Update
+                    if !for_plan(plan.backend, self.catalog).is_async(OperationKind::Update) =>
+                {
+                    // An interrupted synchronous update: finish it, then decide again.
+                    let stored = self.advance_instance(&key, stored).await?;
+                    if stored.value.operation.in_progress() {
+                        return Err(OsbError::concurrency(format!(
+                            "service instance {instance_id} is being updated"
+                        )));
+                    }
+                    return Box::pin(self.deprovision(instance_id, request)).await;
+                }
                 OperationKind::Update => {
                     return Err(OsbError::concurrency(format!(
                         "service instance {instance_id} is being updated"
@@ -362,22 +363,12 @@ impl Broker<'_> {
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
         }
-        let mut next = current.clone();
-        if next.operation.in_progress() {
-            next.operation.state = OperationState::Failed;
-            next.operation.description =
-                Some("provisioning was cancelled by a deprovision request".into());
-        }
-        next.begin(Operation::start(
+        let stored = self.start_deletion(
+            &key,
+            &stored,
             OperationKind::Deprovision,
-            self.env,
             plan.maximum_polling_duration,
-        ));
-        let stored = replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
-            OsbError::concurrency(format!(
-                "service instance {instance_id} changed concurrently; retry"
-            ))
-        })?;
+        )?;
         let stored = self.advance_instance(&key, stored).await?;
         deletion_response(&stored.value.operation, accepts_incomplete && is_async)
     }
@@ -426,33 +417,16 @@ impl Broker<'_> {
         instance_id: &str,
         request: &OsbRequest,
     ) -> Result<OsbResponse, OsbError> {
+        let label = format!("service instance {instance_id}");
         let operation_id = request.query("operation").filter(|o| !o.is_empty());
-        let key = instance_key(instance_id);
-        let Some(stored) = read::<InstanceRecord>(self.kv, &key)? else {
-            if operation_id.is_some_and(|op| op.starts_with(OperationKind::Deprovision.prefix())) {
-                return Err(OsbError::gone(format!(
-                    "service instance {instance_id} is gone"
-                )));
-            }
-            return Err(OsbError::not_found(format!(
-                "service instance {instance_id} does not exist"
-            )));
-        };
-        if stored.value.status == Status::Deleted
-            && operation_id.is_none_or(|op| {
-                op == stored.value.operation.id
-                    || op.starts_with(OperationKind::Deprovision.prefix())
-            })
-        {
-            return Err(OsbError::gone(format!(
-                "service instance {instance_id} is gone"
-            )));
-        }
-        if let Some(op) = operation_id.filter(|op| *op != stored.value.operation.id) {
-            return history_response(&stored.value.history, op, instance_id);
-        }
-        let stored = self.advance_instance(&key, stored).await?;
-        Ok(last_operation_response(&stored.value.operation))
+        self.poll(
+            &instance_key(instance_id),
+            &label,
+            operation_id,
+            OperationKind::Deprovision,
+            async |key: &str, stored| self.advance_instance(key, stored).await,
+        )
+        .await
     }
 
     /// Advances the instance's operation with its plan's backend.
@@ -557,20 +531,21 @@ pub(super) fn deletion_response(
     }
 }
 
-/// `last_operation` for an operation that was superseded by a newer one.
-pub(super) fn history_response(
-    history: &[crate::state::OperationSummary],
-    operation_id: &str,
-    resource: &str,
-) -> Result<OsbResponse, OsbError> {
-    let Some(summary) = history.iter().rev().find(|s| s.id == operation_id) else {
-        return Err(OsbError::bad_request(format!(
-            "unknown operation {operation_id:?} for {resource}"
-        )));
-    };
-    let mut body = json!({ "state": summary.state.as_osb() });
-    if let Some(description) = &summary.description {
-        body["description"] = json!(description);
+fn update_response(op: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
+    match op.state {
+        _ if asynchronous => Ok(OsbResponse::json(202, json!({ "operation": op.id }))),
+        OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
+        OperationState::InProgress => Err(OsbError::concurrency(
+            "the update is still being applied by a concurrent request",
+        )),
+        OperationState::Failed => {
+            let mut error = OsbError::internal(format!(
+                "the update failed: {}",
+                op.description.as_deref().unwrap_or("no details")
+            ));
+            error.instance_usable = Some(true);
+            error.update_repeatable = Some(true);
+            Err(error)
+        }
     }
-    Ok(OsbResponse::json(200, body))
 }
