@@ -6,8 +6,11 @@
 //! deprovision, bind (and rotation), fetch binding, unbind, binding `last_operation`, then
 //! robustness (store outages, corrupt records, concurrency, crash recovery).
 //!
-//! Tests marked `#[ignore = "bug: …"]` document broker bugs: they state what the spec
-//! requires and fail until the broker is fixed.
+//! Regression tests for broker bugs these tests found (fixed in 212b3d5):
+//! `an_identical_provision_during_the_deprovision_of_a_provisioning_instance_is_422_concurrency_error`,
+//! `unbinding_after_a_plan_change_accepts_the_instances_current_plan`,
+//! `a_store_outage_at_any_step_of_a_sync_update_is_recovered_by_retrying`,
+//! `a_resent_rotation_answers_200_after_the_predecessor_is_gone`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
@@ -711,7 +714,6 @@ fn a_provision_during_a_deprovision_is_422_concurrency_error() {
 }
 
 #[test]
-#[ignore = "bug: an identical PUT during a deprovision of a still-provisioning instance answers 202 with the deprovision's operation id"]
 fn an_identical_provision_during_the_deprovision_of_a_provisioning_instance_is_422_concurrency_error(
 ) {
     let w = world();
@@ -1835,7 +1837,6 @@ fn an_unbind_during_an_async_bind_stops_it_and_the_old_operation_reports_failed(
 }
 
 #[test]
-#[ignore = "bug: after a plan change, unbinding an older binding with the instance's current plan_id (what CF sends) is 400"]
 fn unbinding_after_a_plan_change_accepts_the_instances_current_plan() {
     let w = world();
     w.ready_instance("i1", SYNC);
@@ -2465,7 +2466,6 @@ fn a_store_outage_at_any_step_of_a_sync_deprovision_or_unbind_is_recovered_by_re
 }
 
 #[test]
-#[ignore = "bug: a sync update interrupted after its operation was stored is never finished: re-sent PATCH, DELETE and GET answer ConcurrencyError forever"]
 fn a_store_outage_at_any_step_of_a_sync_update_is_recovered_by_retrying() {
     let setup = |w: &World<FlakyKv>| {
         expect(w.provision("i1", SYNC), 201);
@@ -2587,7 +2587,6 @@ fn rotation_from_a_binding_of_another_instance_is_400() {
 }
 
 #[test]
-#[ignore = "bug: a re-sent identical rotation PUT is 400 once the predecessor was unbound or expired, instead of 200 for the existing binding"]
 fn a_resent_rotation_answers_200_after_the_predecessor_is_gone() {
     let w = world();
     w.ready_instance("i1", SYNC);
