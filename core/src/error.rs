@@ -20,6 +20,8 @@ pub struct OsbError {
     pub instance_usable: Option<bool>,
     /// For failed updates: whether repeating the update can succeed.
     pub update_repeatable: Option<bool>,
+    /// Response headers the status requires (`Allow` on 405, `WWW-Authenticate` on 401).
+    pub headers: Vec<(String, String)>,
 }
 
 impl OsbError {
@@ -36,6 +38,7 @@ impl OsbError {
             description,
             instance_usable: None,
             update_repeatable: None,
+            headers: Vec::new(),
         }
     }
 
@@ -43,21 +46,28 @@ impl OsbError {
     pub fn bad_request(description: impl Into<String>) -> Self {
         Self::new(400, None, description)
     }
-    /// 401: missing or wrong credentials.
+    /// 401: missing or wrong credentials, with the Basic challenge.
     pub fn unauthorized() -> Self {
         Self::new(
             401,
             None,
             "authentication required: use the broker's basic-auth credentials",
         )
+        .with_header("WWW-Authenticate", "Basic realm=\"spin-osb\"")
     }
     /// 404: the resource does not exist (or is still being created).
     pub fn not_found(description: impl Into<String>) -> Self {
         Self::new(404, None, description)
     }
-    /// 405: the path exists but not with this method.
-    pub fn method_not_allowed(description: impl Into<String>) -> Self {
-        Self::new(405, None, description)
+    /// 405: the path exists but not with this method; `allowed` becomes the `Allow` header.
+    pub fn method_not_allowed(description: impl Into<String>, allowed: &[&str]) -> Self {
+        Self::new(405, None, description).with_header("Allow", allowed.join(", "))
+    }
+
+    /// Adds a response header.
+    pub fn with_header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_string(), value.into()));
+        self
     }
     /// 409: exists with different attributes.
     pub fn conflict(description: impl Into<String>) -> Self {

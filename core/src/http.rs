@@ -90,11 +90,11 @@ impl OsbResponse {
 
 impl From<OsbError> for OsbResponse {
     fn from(e: OsbError) -> Self {
-        let mut response = OsbResponse::json(e.status, e.body());
-        if e.status == 401 {
-            response = response.with_header("WWW-Authenticate", "Basic realm=\"spin-osb\"");
+        OsbResponse {
+            status: e.status,
+            body: Some(e.body()),
+            headers: e.headers,
         }
-        response
     }
 }
 
@@ -210,10 +210,13 @@ pub fn resolve(method: &str, path: &str) -> Result<OsbPath, OsbError> {
         };
     let Some((_, endpoint)) = endpoint_by_method.iter().find(|(m, _)| *m == method) else {
         let allowed: Vec<&str> = endpoint_by_method.iter().map(|(m, _)| *m).collect();
-        return Err(OsbError::method_not_allowed(format!(
-            "{method} is not allowed on {path}; allowed: {}",
-            allowed.join(", ")
-        )));
+        return Err(OsbError::method_not_allowed(
+            format!(
+                "{method} is not allowed on {path}; allowed: {}",
+                allowed.join(", ")
+            ),
+            &allowed,
+        ));
     };
     Ok(OsbPath {
         endpoint: *endpoint,

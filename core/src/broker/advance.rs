@@ -18,6 +18,10 @@ use crate::state::{
 
 use super::{last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
 
+/// How long a synchronous request waits for a concurrent identical one to finish.
+const SYNC_WAIT_MS: u64 = 5_000;
+const SYNC_POLL_MS: u64 = 50;
+
 /// How an operation ended.
 pub(super) enum Outcome {
     Done(Done),
@@ -284,6 +288,27 @@ impl Broker<'_> {
         }
         let stored = advance(key, stored).await?;
         Ok(last_operation_response(stored.value.operation()))
+    }
+
+    /// For synchronous plans: advances the operation and, while a concurrent request holds
+    /// it, waits for that request to finish (synchronous steps are short), so identical
+    /// concurrent requests all get the final answer instead of a ConcurrencyError.
+    pub(super) async fn finish_sync<R: Resource>(
+        &self,
+        key: &str,
+        mut stored: Stored<R>,
+        advance: impl AsyncFn(&str, Stored<R>) -> Result<Stored<R>, OsbError>,
+    ) -> Result<Stored<R>, OsbError> {
+        let mut waited = 0;
+        loop {
+            stored = advance(key, stored).await?;
+            if !stored.value.operation().in_progress() || waited >= SYNC_WAIT_MS {
+                return Ok(stored);
+            }
+            self.env.sleep_ms(SYNC_POLL_MS);
+            waited += SYNC_POLL_MS;
+            stored = self.reread(key)?;
+        }
     }
 
     fn reread<R: Resource>(&self, key: &str) -> Result<Stored<R>, OsbError> {

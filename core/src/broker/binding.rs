@@ -163,7 +163,11 @@ impl Broker<'_> {
                 json!({ "operation": current.operation.id }),
             )),
             Status::Creating => {
-                let stored = self.advance_binding(key, existing).await?;
+                let stored = self
+                    .finish_sync(key, existing, async |k: &str, s| {
+                        self.advance_binding(k, s).await
+                    })
+                    .await?;
                 bind_response(&stored.value, false)
             }
             Status::Failed => Err(OsbError::conflict(format!(
@@ -219,7 +223,11 @@ impl Broker<'_> {
                     json!({ "operation": current.operation.id }),
                 ));
             }
-            let stored = self.advance_binding(&key, stored).await?;
+            let stored = self
+                .finish_sync(&key, stored, async |k: &str, s| {
+                    self.advance_binding(k, s).await
+                })
+                .await?;
             return deletion_response(&stored.value.operation, false);
         }
         if is_async && !accepts_incomplete {

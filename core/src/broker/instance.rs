@@ -130,7 +130,7 @@ impl Broker<'_> {
                     Ok(OsbResponse::json(202, provision_accepted(current)))
                 } else {
                     // A synchronous provision that was interrupted: finish it now.
-                    let stored = self.advance_instance(key, existing).await?;
+                    let stored = self.finish_sync(key, existing, async |k: &str, s| self.advance_instance(k, s).await).await?;
                     provision_response(&stored.value, false)
                 }
             }
@@ -240,7 +240,11 @@ impl Broker<'_> {
                     ));
                 }
                 // A synchronous update that was interrupted: finish it now.
-                let stored = self.advance_instance(&key, stored).await?;
+                let stored = self
+                    .finish_sync(&key, stored, async |k: &str, s| {
+                        self.advance_instance(k, s).await
+                    })
+                    .await?;
                 return update_response(&stored.value.operation, false);
             }
             return Err(OsbError::concurrency(format!(
@@ -336,7 +340,11 @@ impl Broker<'_> {
                             json!({ "operation": current.operation.id }),
                         ));
                     }
-                    let stored = self.advance_instance(&key, stored).await?;
+                    let stored = self
+                        .finish_sync(&key, stored, async |k: &str, s| {
+                            self.advance_instance(k, s).await
+                        })
+                        .await?;
                     return deletion_response(&stored.value.operation, false);
                 }
                 OperationKind::Update
