@@ -135,7 +135,7 @@ impl Broker<'_> {
                     .await;
             }
         };
-        let stored = self.advance_binding(&key, stored).await?;
+        let stored = self.drive_binding(&key, stored, asynchronous).await?;
         bind_response(&stored.value, asynchronous)
     }
 
@@ -163,11 +163,7 @@ impl Broker<'_> {
                 json!({ "operation": current.operation.id }),
             )),
             Status::Creating => {
-                let stored = self
-                    .finish_sync(key, existing, async |k: &str, s| {
-                        self.advance_binding(k, s).await
-                    })
-                    .await?;
+                let stored = self.drive_binding(key, existing, false).await?;
                 bind_response(&stored.value, false)
             }
             Status::Failed => Err(OsbError::conflict(format!(
@@ -223,11 +219,7 @@ impl Broker<'_> {
                     json!({ "operation": current.operation.id }),
                 ));
             }
-            let stored = self
-                .finish_sync(&key, stored, async |k: &str, s| {
-                    self.advance_binding(k, s).await
-                })
-                .await?;
+            let stored = self.drive_binding(&key, stored, false).await?;
             return deletion_response(&stored.value.operation, false);
         }
         if is_async && !accepts_incomplete {
@@ -239,7 +231,9 @@ impl Broker<'_> {
             OperationKind::Unbind,
             plan.maximum_polling_duration,
         )?;
-        let stored = self.advance_binding(&key, stored).await?;
+        let stored = self
+            .drive_binding(&key, stored, accepts_incomplete && is_async)
+            .await?;
         deletion_response(&stored.value.operation, accepts_incomplete && is_async)
     }
 
@@ -311,6 +305,23 @@ impl Broker<'_> {
                 )))
             }
             _ => Ok(instance),
+        }
+    }
+
+    /// Asynchronous requests take one step and answer; synchronous ones see it through.
+    async fn drive_binding(
+        &self,
+        key: &str,
+        stored: Stored<BindingRecord>,
+        asynchronous: bool,
+    ) -> Result<Stored<BindingRecord>, OsbError> {
+        if asynchronous {
+            self.advance_binding(key, stored).await
+        } else {
+            self.finish_sync(key, stored, async |k: &str, s| {
+                self.advance_binding(k, s).await
+            })
+            .await
         }
     }
 

@@ -96,7 +96,9 @@ impl Broker<'_> {
                     .await;
             }
         };
-        let stored = self.advance_instance(&key, stored).await?;
+        let stored = self
+            .drive_instance(&key, stored, accepts_incomplete && is_async)
+            .await?;
         provision_response(&stored.value, accepts_incomplete && is_async)
     }
 
@@ -130,7 +132,7 @@ impl Broker<'_> {
                     Ok(OsbResponse::json(202, provision_accepted(current)))
                 } else {
                     // A synchronous provision that was interrupted: finish it now.
-                    let stored = self.finish_sync(key, existing, async |k: &str, s| self.advance_instance(k, s).await).await?;
+                    let stored = self.drive_instance(key, existing, false).await?;
                     provision_response(&stored.value, false)
                 }
             }
@@ -240,11 +242,7 @@ impl Broker<'_> {
                     ));
                 }
                 // A synchronous update that was interrupted: finish it now.
-                let stored = self
-                    .finish_sync(&key, stored, async |k: &str, s| {
-                        self.advance_instance(k, s).await
-                    })
-                    .await?;
+                let stored = self.drive_instance(&key, stored, false).await?;
                 return update_response(&stored.value.operation, false);
             }
             return Err(OsbError::concurrency(format!(
@@ -293,7 +291,9 @@ impl Broker<'_> {
                 "service instance {instance_id} changed concurrently; retry"
             ))
         })?;
-        let stored = self.advance_instance(&key, stored).await?;
+        let stored = self
+            .drive_instance(&key, stored, accepts_incomplete && is_async)
+            .await?;
         update_response(&stored.value.operation, accepts_incomplete && is_async)
     }
 
@@ -340,18 +340,14 @@ impl Broker<'_> {
                             json!({ "operation": current.operation.id }),
                         ));
                     }
-                    let stored = self
-                        .finish_sync(&key, stored, async |k: &str, s| {
-                            self.advance_instance(k, s).await
-                        })
-                        .await?;
+                    let stored = self.drive_instance(&key, stored, false).await?;
                     return deletion_response(&stored.value.operation, false);
                 }
                 OperationKind::Update
                     if !for_plan(plan.backend, self.catalog).is_async(OperationKind::Update) =>
                 {
                     // An interrupted synchronous update: finish it, then decide again.
-                    let stored = self.advance_instance(&key, stored).await?;
+                    let stored = self.drive_instance(&key, stored, false).await?;
                     if stored.value.operation.in_progress() {
                         return Err(OsbError::concurrency(format!(
                             "service instance {instance_id} is being updated"
@@ -377,7 +373,9 @@ impl Broker<'_> {
             OperationKind::Deprovision,
             plan.maximum_polling_duration,
         )?;
-        let stored = self.advance_instance(&key, stored).await?;
+        let stored = self
+            .drive_instance(&key, stored, accepts_incomplete && is_async)
+            .await?;
         deletion_response(&stored.value.operation, accepts_incomplete && is_async)
     }
 
@@ -435,6 +433,24 @@ impl Broker<'_> {
             async |key: &str, stored| self.advance_instance(key, stored).await,
         )
         .await
+    }
+
+    /// Asynchronous requests take one step and answer; synchronous ones see the operation
+    /// through (waiting for a concurrent identical request that holds it).
+    async fn drive_instance(
+        &self,
+        key: &str,
+        stored: Stored<InstanceRecord>,
+        asynchronous: bool,
+    ) -> Result<Stored<InstanceRecord>, OsbError> {
+        if asynchronous {
+            self.advance_instance(key, stored).await
+        } else {
+            self.finish_sync(key, stored, async |k: &str, s| {
+                self.advance_instance(k, s).await
+            })
+            .await
+        }
     }
 
     /// Advances the instance's operation with its plan's backend.
