@@ -11,4 +11,4 @@ build_app
 echo "==> building test components"
 cargo build --release --locked --target wasm32-wasip2 -p test-probe
 echo "==> running tests"
-cargo test --release --locked "$@"
+cargo test --release --locked --no-fail-fast "$@"

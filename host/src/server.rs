@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -21,6 +21,12 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::App;
 use crate::outbound_http::full_body;
+
+/// An oversized body is read and discarded up to this many times the limit (at least
+/// `DRAIN_MIN` bytes, for at most `DRAIN_TIME`) before the connection is given up.
+const DRAIN_FACTOR: usize = 16;
+const DRAIN_MIN: usize = 16 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
@@ -108,18 +114,14 @@ async fn dispatch(
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let (parts, body) = request.into_parts();
     if declared.is_some_and(|n| n > max_body as u64) {
+        drain(body, max_body).await;
         return (too_large(max_body), component);
     }
-    let (parts, body) = request.into_parts();
-    let body = match Limited::new(body, max_body).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(e)
-            if e.downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return (too_large(max_body), component)
-        }
+    let body = match read_limited(body, max_body).await {
+        Ok(Some(bytes)) => bytes,
+        Ok(None) => return (too_large(max_body), component),
         Err(e) => {
             tracing::debug!("reading request body failed: {e}");
             return (
@@ -146,6 +148,35 @@ async fn dispatch(
         }
     };
     (response, component)
+}
+
+/// Reads at most `max` bytes; `Ok(None)` when the body is larger (the rest is drained).
+async fn read_limited(mut body: Incoming, max: usize) -> Result<Option<Bytes>, hyper::Error> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if buffer.len() + data.len() > max {
+                drain(body, max).await;
+                return Ok(None);
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(Some(buffer.freeze()))
+}
+
+/// Reads and discards what the client is still sending (up to a bound), so it gets to read
+/// the 413 instead of failing its write on a closed connection.
+async fn drain(mut body: Incoming, max_body: usize) {
+    let cap = max_body.saturating_mul(DRAIN_FACTOR).max(DRAIN_MIN);
+    let mut seen = 0usize;
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME;
+    while seen <= cap {
+        match tokio::time::timeout_at(deadline, body.frame()).await {
+            Ok(Some(Ok(frame))) => seen += frame.data_ref().map_or(0, |d| d.len()),
+            _ => break,
+        }
+    }
 }
 
 fn too_large(max_body: usize) -> hyper::Response<HyperOutgoingBody> {
