@@ -193,3 +193,44 @@ fn sigint_shuts_down_cleanly() {
     );
     assert!(!is_listening(host.addr));
 }
+
+#[test]
+fn a_restart_loads_compiled_components_from_the_cache_instead_of_recompiling() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_string_lossy().to_string();
+    let ready = |out: &str| out.contains("is ready");
+    let mut first = Up::app("basic")
+        .env("SPIN_OSB_CACHE_DIR", cache_dir.clone())
+        .start();
+    assert!(
+        first.wait_for_output(Duration::from_secs(10), ready),
+        "{}",
+        first.output.pretty()
+    );
+    assert!(
+        first.output.stderr().contains("compiled "),
+        "a cold cache compiles: {}",
+        first.output.pretty()
+    );
+    first.terminate(Duration::from_secs(10));
+    let cached = std::fs::read_dir(cache.path()).unwrap().count();
+    assert_eq!(
+        cached, 1,
+        "one compiled component, named by the wasm's hash"
+    );
+
+    let second = Up::app("basic")
+        .env("SPIN_OSB_CACHE_DIR", cache_dir)
+        .start();
+    assert!(
+        second.wait_for_output(Duration::from_secs(10), ready),
+        "{}",
+        second.output.pretty()
+    );
+    assert!(
+        !second.output.stderr().contains("compiled "),
+        "a warm cache does not compile: {}",
+        second.output.pretty()
+    );
+    assert_eq!(second.get("/x").status, 200);
+}
