@@ -16,7 +16,7 @@ use crate::state::{
     OperationState, OperationSummary, Status, Stored,
 };
 
-use super::{last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
+use super::{empty, last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
 
 /// How long a synchronous request waits for a concurrent identical one to finish.
 const SYNC_WAIT_MS: u64 = 5_000;
@@ -237,6 +237,40 @@ impl Broker<'_> {
         Ok(stored)
     }
 
+    /// Deprovision/unbind once the record is known to exist: a repeat of the running deletion
+    /// answers with it (or, synchronously, finishes it); otherwise the deletion replaces
+    /// whatever runs and is driven like any other operation.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn delete<R: Resource>(
+        &self,
+        key: &str,
+        stored: Stored<R>,
+        kind: OperationKind,
+        asynchronous_plan: bool,
+        accepts_incomplete: bool,
+        deadline_after: Option<u64>,
+        drive: impl AsyncFn(&str, Stored<R>, bool) -> Result<Stored<R>, OsbError>,
+    ) -> Result<OsbResponse, OsbError> {
+        let asynchronous = asynchronous_plan && accepts_incomplete;
+        let running = stored.value.operation();
+        if running.in_progress() && running.kind == kind {
+            if asynchronous {
+                return Ok(OsbResponse::json(
+                    202,
+                    serde_json::json!({ "operation": running.id }),
+                ));
+            }
+            let stored = drive(key, stored, false).await?;
+            return deletion_response(stored.value.operation(), false);
+        }
+        if asynchronous_plan && !accepts_incomplete {
+            return Err(OsbError::async_required());
+        }
+        let stored = self.start_deletion(key, &stored, kind, deadline_after)?;
+        let stored = drive(key, stored, asynchronous).await?;
+        deletion_response(stored.value.operation(), asynchronous)
+    }
+
     /// Replaces whatever runs on the record with a deletion (`kind`): an unfinished
     /// creation is cancelled (its id then polls as failed), then the deletion is written
     /// with CAS. The caller advances and answers.
@@ -332,4 +366,28 @@ fn history_response(
         body["description"] = serde_json::json!(description);
     }
     Ok(OsbResponse::json(200, body))
+}
+
+/// The answer to deprovision/unbind once the deletion was started (or repeated).
+fn deletion_response(operation: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
+    if asynchronous {
+        return Ok(OsbResponse::json(
+            202,
+            serde_json::json!({ "operation": operation.id }),
+        ));
+    }
+    match operation.state {
+        OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
+        OperationState::InProgress => Err(OsbError::concurrency(
+            "the deletion is being carried out by a concurrent request",
+        )),
+        OperationState::Failed => {
+            let mut error = OsbError::internal(format!(
+                "the deletion failed: {}",
+                operation.description.as_deref().unwrap_or("no details")
+            ));
+            error.instance_usable = operation.instance_usable;
+            Err(error)
+        }
+    }
 }

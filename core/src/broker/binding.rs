@@ -11,7 +11,6 @@ use crate::state::{
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
-use super::instance::deletion_response;
 use super::plan::ParamsKind;
 use super::{required_query, Broker};
 
@@ -212,29 +211,16 @@ impl Broker<'_> {
         let plan = self.plan(&current.service_id, &current.plan_id)?;
         let backend = for_plan(plan.backend, self.catalog);
         let is_async = backend.is_async(OperationKind::Unbind);
-        if current.operation.in_progress() && current.operation.kind == OperationKind::Unbind {
-            if accepts_incomplete && is_async {
-                return Ok(OsbResponse::json(
-                    202,
-                    json!({ "operation": current.operation.id }),
-                ));
-            }
-            let stored = self.drive_binding(&key, stored, false).await?;
-            return deletion_response(&stored.value.operation, false);
-        }
-        if is_async && !accepts_incomplete {
-            return Err(OsbError::async_required());
-        }
-        let stored = self.start_deletion(
+        self.delete(
             &key,
-            &stored,
+            stored,
             OperationKind::Unbind,
+            is_async,
+            accepts_incomplete,
             plan.maximum_polling_duration,
-        )?;
-        let stored = self
-            .drive_binding(&key, stored, accepts_incomplete && is_async)
-            .await?;
-        deletion_response(&stored.value.operation, accepts_incomplete && is_async)
+            async |k: &str, s, asynchronous| self.drive_binding(k, s, asynchronous).await,
+        )
+        .await
     }
 
     pub(super) fn fetch_binding(

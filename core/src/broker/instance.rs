@@ -333,16 +333,6 @@ impl Broker<'_> {
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
-                OperationKind::Deprovision => {
-                    if accepts_incomplete && is_async {
-                        return Ok(OsbResponse::json(
-                            202,
-                            json!({ "operation": current.operation.id }),
-                        ));
-                    }
-                    let stored = self.drive_instance(&key, stored, false).await?;
-                    return deletion_response(&stored.value.operation, false);
-                }
                 OperationKind::Update
                     if !for_plan(plan.backend, self.catalog).is_async(OperationKind::Update) =>
                 {
@@ -364,19 +354,16 @@ impl Broker<'_> {
                 _ => {}
             }
         }
-        if is_async && !accepts_incomplete {
-            return Err(OsbError::async_required());
-        }
-        let stored = self.start_deletion(
+        self.delete(
             &key,
-            &stored,
+            stored,
             OperationKind::Deprovision,
+            is_async,
+            accepts_incomplete,
             plan.maximum_polling_duration,
-        )?;
-        let stored = self
-            .drive_instance(&key, stored, accepts_incomplete && is_async)
-            .await?;
-        deletion_response(&stored.value.operation, accepts_incomplete && is_async)
+            async |k: &str, s, asynchronous| self.drive_instance(k, s, asynchronous).await,
+        )
+        .await
     }
 
     pub(super) fn fetch_instance(
@@ -528,30 +515,6 @@ fn provision_response(
                 .as_deref()
                 .unwrap_or("no details")
         ))),
-    }
-}
-
-/// The answer to deprovision/unbind once the deletion was started (or repeated).
-pub(super) fn deletion_response(
-    operation: &Operation,
-    asynchronous: bool,
-) -> Result<OsbResponse, OsbError> {
-    if asynchronous {
-        return Ok(OsbResponse::json(202, json!({ "operation": operation.id })));
-    }
-    match operation.state {
-        OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
-        OperationState::InProgress => Err(OsbError::concurrency(
-            "the deletion is being carried out by a concurrent request",
-        )),
-        OperationState::Failed => {
-            let mut error = OsbError::internal(format!(
-                "the deletion failed: {}",
-                operation.description.as_deref().unwrap_or("no details")
-            ));
-            error.instance_usable = operation.instance_usable;
-            Err(error)
-        }
     }
 }
 
