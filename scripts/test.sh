@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine and runs every test: unit tests, the host's end-to-end suite
 # (real wasm components, SQLite and a local redis-server) and the broker's end-to-end
-# suites against `spin-osb up`. Extra arguments go to `cargo test`.
+# suites against `spin-osb up`, including a real kube-apiserver + etcd + controller-manager
+# (built once from Debian's kubernetes source package into ~/.cache/spin-osb/k8s) and the
+# BOSH director simulator. Extra arguments go to `cargo test`.
 source "$(dirname "$0")/env.sh"
 cd "$REPO_ROOT"
 ensure_rust
-apt_install redis-server
+apt_install redis-server etcd-server curl openssl
+echo "==> kube-apiserver v1.20.2 (built once into the cache; ~10 min the first time)"
+"$REPO_ROOT/tests/kube/kube.sh" build >/dev/null
+"$REPO_ROOT/tests/kube/kube.sh" start >/dev/null
+trap '"$REPO_ROOT/tests/kube/kube.sh" stop' EXIT
 build_host
 build_app
 echo "==> building test components"

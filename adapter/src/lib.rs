@@ -2,14 +2,17 @@
 //!
 //! Endpoint components are one line each: `osb_spin::serve(Endpoint::X, request)`. This
 //! crate turns the Spin request into the core's host-free [`OsbRequest`], provides the
-//! core's [`Kv`] over `wasi:keyvalue` and its [`Env`] over WASI clocks and randomness,
+//! core's [`Kv`] over `wasi:keyvalue`, its [`Env`] over WASI clocks and randomness, its
+//! outbound HTTP and variables over `spin-sdk`,
 //! loads the catalog from the component's files, and renders the [`OsbResponse`].
 
 mod gateway;
 mod kv;
+mod outbound;
 
 pub use gateway::gateway;
 pub use kv::SpinKv;
+pub use outbound::{SpinHttp, SpinVariables};
 
 use spin_osb_core::broker::Broker;
 use spin_osb_core::catalog::Catalog;
@@ -32,6 +35,8 @@ pub async fn serve(endpoint: Endpoint, request: Request) -> Response {
                 catalog: &catalog,
                 kv: &kv,
                 env: &WasiEnv,
+                http: &SpinHttp,
+                config: &SpinVariables,
             };
             broker.handle(endpoint, &osb_request).await
         }

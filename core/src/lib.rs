@@ -10,6 +10,7 @@ pub mod error;
 pub mod gateway;
 pub mod http;
 pub mod kv;
+pub mod outbound;
 pub mod protocol;
 pub mod schema;
 pub mod state;

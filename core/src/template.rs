@@ -107,6 +107,9 @@ pub enum Scope {
     /// Rendered for a service binding: everything of [`Scope::Instance`] plus `binding_id`
     /// and `instance_parameters`.
     Binding,
+    /// A binding template that also reads live objects: [`Scope::Binding`] plus `sources`
+    /// (the Kubernetes backend's binding credentials).
+    BindingWithSources,
 }
 
 impl Scope {
@@ -137,9 +140,25 @@ impl Scope {
             "secret",
             "uuid",
         ];
+        const BINDING_WITH_SOURCES: &[&str] = &[
+            "instance_id",
+            "binding_id",
+            "instance_parameters",
+            "service",
+            "plan",
+            "parameters",
+            "context",
+            "organization_guid",
+            "space_guid",
+            "namespace",
+            "secret",
+            "uuid",
+            "sources",
+        ];
         match self {
             Scope::Instance => INSTANCE,
             Scope::Binding => BINDING,
+            Scope::BindingWithSources => BINDING_WITH_SOURCES,
         }
     }
 }
@@ -176,6 +195,7 @@ pub struct TemplateContext {
     parameters: Value,
     context: Value,
     seed: SecretSeed,
+    overrides: BTreeMap<String, Value>,
 }
 
 impl TemplateContext {
@@ -191,7 +211,16 @@ impl TemplateContext {
             parameters: Value::Object(Default::default()),
             context: Value::Object(Default::default()),
             seed,
+            overrides: BTreeMap::new(),
         }
+    }
+
+    /// Sets a variable that a backend provides, replacing any of the same name: the
+    /// Kubernetes backend sets `namespace` to the instance's target namespace and, for
+    /// binding credentials, `sources` to the live objects it read.
+    pub fn with_var(mut self, name: &str, value: Value) -> Self {
+        self.overrides.insert(name.to_string(), value);
+        self
     }
 
     /// Makes `binding_id` available, for binding templates.
@@ -259,6 +288,12 @@ impl TemplateContext {
             if let Some(Value::String(value)) = self.context.get(key) {
                 vars.insert(key, value.as_str().into());
             }
+        }
+        for (name, value) in &self.overrides {
+            vars.insert(
+                name.as_str(),
+                minijinja::Value::from(minijinja::value::Serde(value)),
+            );
         }
         let seed = self.seed.clone();
         vars.insert(
@@ -595,7 +630,82 @@ fn base_env() -> Environment<'static> {
     env.add_filter("b64encode", |value: &str| {
         base64::engine::general_purpose::STANDARD.encode(value)
     });
+    // Kubernetes Secret `data` is base64: credentials decode it.
+    env.add_filter("b64decode", |value: &str| {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.trim())
+            .map_err(|e| {
+                minijinja::Error::new(ErrorKind::InvalidOperation, format!("not base64: {e}"))
+            })?;
+        String::from_utf8(bytes).map_err(|_| {
+            minijinja::Error::new(
+                ErrorKind::InvalidOperation,
+                "decoded value is not UTF-8 text",
+            )
+        })
+    });
     env
+}
+
+fn expression_env() -> &'static Environment<'static> {
+    static ENV: OnceLock<Environment<'static>> = OnceLock::new();
+    ENV.get_or_init(|| {
+        let mut env = base_env();
+        // Status fields are absent until a controller sets them: `status.phase == 'Running'`
+        // must be false, not an error, on a fresh object.
+        env.set_undefined_behavior(UndefinedBehavior::Chainable);
+        env
+    })
+}
+
+/// Checks that `source` is a valid expression (a readiness rule), for catalog validation.
+pub fn check_expression(source: &str) -> Result<(), TemplateError> {
+    expression_env()
+        .compile_expression(source)
+        .map(|_| ())
+        .map_err(|e| describe(&e))
+}
+
+/// Evaluates an expression over a live object: its top-level fields (`metadata`, `spec`,
+/// `status`, …) are variables, `object` is the whole object, and `condition('Ready')` is
+/// the entry of `status.conditions` of that type (`{}` when absent), so a rule reads
+/// `condition('Ready').status == 'True'`.
+pub fn eval_expression(source: &str, object: &Value) -> Result<minijinja::Value, TemplateError> {
+    let expression = expression_env()
+        .compile_expression(source)
+        .map_err(|e| describe(&e))?;
+    let mut vars: BTreeMap<String, minijinja::Value> = BTreeMap::new();
+    if let Value::Object(map) = object {
+        for (key, value) in map {
+            vars.insert(
+                key.clone(),
+                minijinja::Value::from(minijinja::value::Serde(value)),
+            );
+        }
+    }
+    vars.insert(
+        "object".into(),
+        minijinja::Value::from(minijinja::value::Serde(object)),
+    );
+    let conditions = object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    vars.insert(
+        "condition".into(),
+        minijinja::Value::from_function(move |kind: &str| {
+            let found = conditions
+                .iter()
+                .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))
+                .cloned()
+                .unwrap_or_else(|| Value::Object(Default::default()));
+            minijinja::Value::from(minijinja::value::Serde(&found))
+        }),
+    );
+    expression
+        .eval(minijinja::Value::from(vars))
+        .map_err(|e| describe(&e))
 }
 
 fn text_env() -> &'static Environment<'static> {

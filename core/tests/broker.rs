@@ -112,12 +112,17 @@ fn incomplete(yes: bool) -> Vec<(&'static str, &'static str)> {
     }
 }
 
+static NO_CONFIG: spin_osb_core::outbound::MapConfig =
+    spin_osb_core::outbound::MapConfig(std::collections::BTreeMap::new());
+
 impl<K: Kv> World<K> {
     fn broker(&self) -> Broker<'_> {
         Broker {
             catalog: &self.catalog,
             kv: &self.kv,
             env: &self.env,
+            http: &spin_osb_core::outbound::NoHttp,
+            config: &NO_CONFIG,
         }
     }
 

@@ -105,7 +105,9 @@ fn the_default_catalog_loads() {
     assert!(sync.binding_create_schema().is_some());
 
     let asynchronous = catalog.plan(&service.id, &service.plans[1].id).unwrap();
-    let Backend::Credentials(config) = asynchronous.backend();
+    let Backend::Credentials(config) = asynchronous.backend() else {
+        panic!("the async plan is a credentials plan")
+    };
     assert!(config.asynchronous);
     assert_eq!(config.delay_seconds, 2);
     assert_eq!(asynchronous.maximum_polling_duration(), Some(60));
@@ -116,7 +118,9 @@ fn the_default_catalog_renders_credentials_and_dashboard_url() {
     let catalog = Catalog::load_dir(default_catalog_dir()).unwrap();
     let service = &catalog.services()[0];
     let plan = catalog.plan(&service.id, &service.plans[0].id).unwrap();
-    let Backend::Credentials(config) = plan.backend();
+    let Backend::Credentials(config) = plan.backend() else {
+        panic!("a credentials plan")
+    };
     let seed = SecretSeed::new([7u8; 32]);
     let instance_id = "6a9d2c1e-0000-4000-8000-000000000001";
     let binding = |binding_id: &str| {

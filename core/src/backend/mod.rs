@@ -5,15 +5,29 @@
 //! backend state (`null` on the first call) and returns the next one, which the broker
 //! persists before answering — so an operation survives any crash, and each
 //! `last_operation` poll advances it by one step. Backends are selected per plan by
-//! [`for_plan`]; adding Kubernetes or BOSH means adding a variant there, not touching
-//! the OSB layer.
+//! [`for_plan`]; a new backend is a variant there, not a change to the OSB layer.
 
 use serde_json::{Map, Value};
 
 use crate::catalog::{Backend, Catalog};
+use crate::kv::Kv;
+use crate::outbound::{Config, HttpClient};
 use crate::state::{BindingRecord, InstanceRecord, OperationKind};
 
 pub mod credentials;
+pub mod kubernetes;
+
+/// What backends may use besides their plan's configuration: outbound HTTP, the
+/// deployment's variables (API URLs, tokens) and the store (for caches).
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    /// Outbound HTTP.
+    pub http: &'a dyn HttpClient,
+    /// Spin variables.
+    pub config: &'a dyn Config,
+    /// The broker's store; backends keep only caches there (discovery, tokens).
+    pub kv: &'a dyn Kv,
+}
 
 /// Everything a backend may look at for one step.
 pub struct StepInput<'a> {
@@ -85,13 +99,22 @@ pub enum BackendError {
 pub enum AnyBackend<'a> {
     /// No external system: credentials from templates.
     Credentials(credentials::Credentials<'a>),
+    /// Objects in a Kubernetes cluster.
+    Kubernetes(kubernetes::Kubernetes<'a>),
 }
 
 /// Picks the backend declared by the plan's `backend.type`.
-pub fn for_plan<'a>(config: &'a Backend, catalog: &'a Catalog) -> AnyBackend<'a> {
+pub fn for_plan<'a>(
+    config: &'a Backend,
+    catalog: &'a Catalog,
+    services: Services<'a>,
+) -> AnyBackend<'a> {
     match config {
         Backend::Credentials(c) => {
             AnyBackend::Credentials(credentials::Credentials::new(c, catalog))
+        }
+        Backend::Kubernetes(c) => {
+            AnyBackend::Kubernetes(kubernetes::Kubernetes::new(c, catalog, services))
         }
     }
 }
@@ -101,6 +124,7 @@ impl AnyBackend<'_> {
     pub fn is_async(&self, kind: OperationKind) -> bool {
         match self {
             AnyBackend::Credentials(b) => b.is_async(kind),
+            AnyBackend::Kubernetes(b) => b.is_async(kind),
         }
     }
 
@@ -108,6 +132,7 @@ impl AnyBackend<'_> {
     pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
         match self {
             AnyBackend::Credentials(b) => b.step(input),
+            AnyBackend::Kubernetes(b) => b.step(input).await,
         }
     }
 }

@@ -55,7 +55,7 @@ impl Broker<'_> {
             "bind_resource": bind_resource,
             "predecessor_binding_id": body.predecessor_binding_id,
         }));
-        let backend = for_plan(plan.backend, self.catalog);
+        let backend = for_plan(plan.backend, self.catalog, self.services());
         let is_async = backend.is_async(OperationKind::Bind);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -209,7 +209,7 @@ impl Broker<'_> {
             )));
         }
         let plan = self.plan(&current.service_id, &current.plan_id)?;
-        let backend = for_plan(plan.backend, self.catalog);
+        let backend = for_plan(plan.backend, self.catalog, self.services());
         let is_async = backend.is_async(OperationKind::Unbind);
         self.delete(
             &key,
@@ -344,7 +344,9 @@ impl Broker<'_> {
                 state: &binding.operation.backend,
                 now: self.env.now(),
             };
-            for_plan(plan.backend, self.catalog).step(&input).await
+            for_plan(plan.backend, self.catalog, self.services())
+                .step(&input)
+                .await
         })
         .await
     }

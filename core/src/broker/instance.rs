@@ -38,7 +38,7 @@ impl Broker<'_> {
         }
         let parameters = body.parameters.clone().unwrap_or_default();
         plan.validate(ParamsKind::Provision, &parameters)?;
-        let backend = for_plan(plan.backend, self.catalog);
+        let backend = for_plan(plan.backend, self.catalog, self.services());
         let is_async = backend.is_async(OperationKind::Provision);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -233,7 +233,7 @@ impl Broker<'_> {
                     .as_ref()
                     .is_some_and(|u| u.request_fingerprint == request_fingerprint);
             if same {
-                let backend = for_plan(plan.backend, self.catalog);
+                let backend = for_plan(plan.backend, self.catalog, self.services());
                 let asynchronous = accepts_incomplete && backend.is_async(OperationKind::Update);
                 if asynchronous {
                     return Ok(OsbResponse::json(
@@ -267,7 +267,7 @@ impl Broker<'_> {
             return Ok(OsbResponse::json(200, empty()));
         }
 
-        let backend = for_plan(plan.backend, self.catalog);
+        let backend = for_plan(plan.backend, self.catalog, self.services());
         let is_async = backend.is_async(OperationKind::Update);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -329,12 +329,13 @@ impl Broker<'_> {
             )));
         }
         let plan = self.plan(&current.service_id, &current.plan_id)?;
-        let backend = for_plan(plan.backend, self.catalog);
+        let backend = for_plan(plan.backend, self.catalog, self.services());
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
                 OperationKind::Update
-                    if !for_plan(plan.backend, self.catalog).is_async(OperationKind::Update) =>
+                    if !for_plan(plan.backend, self.catalog, self.services())
+                        .is_async(OperationKind::Update) =>
                 {
                     // An interrupted synchronous update: finish it, then decide again.
                     let stored = self.drive_instance(&key, stored, false).await?;
@@ -470,7 +471,9 @@ impl Broker<'_> {
                 state: &operation.backend,
                 now: self.env.now(),
             };
-            for_plan(plan.backend, self.catalog).step(&input).await
+            for_plan(plan.backend, self.catalog, self.services())
+                .step(&input)
+                .await
         })
         .await
     }

@@ -15,11 +15,13 @@ pub use plan::PlanInfo;
 
 use serde_json::{json, Value};
 
+use crate::backend::Services;
 use crate::catalog::Catalog;
 use crate::env::Env;
 use crate::error::OsbError;
 use crate::http::{resolve, Endpoint, OsbRequest, OsbResponse};
 use crate::kv::Kv;
+use crate::outbound::{Config, HttpClient};
 use crate::state::{Operation, OperationState};
 
 /// Seconds a poll may hold an operation while it calls the backend.
@@ -35,6 +37,10 @@ pub struct Broker<'a> {
     pub kv: &'a dyn Kv,
     /// Clock and randomness.
     pub env: &'a dyn Env,
+    /// Outbound HTTP, for backends that call an API.
+    pub http: &'a dyn HttpClient,
+    /// The deployment's variables (API URLs, credentials).
+    pub config: &'a dyn Config,
 }
 
 impl Broker<'_> {
@@ -71,6 +77,15 @@ impl Broker<'_> {
             Endpoint::Unbind => self.unbind(iid, bid, request).await,
             Endpoint::FetchBinding => self.fetch_binding(iid, bid, request),
             Endpoint::BindingLastOperation => self.binding_last_operation(iid, bid, request).await,
+        }
+    }
+
+    /// What backends may use.
+    pub fn services(&self) -> Services<'_> {
+        Services {
+            http: self.http,
+            config: self.config,
+            kv: self.kv,
         }
     }
 

@@ -1,6 +1,5 @@
 //! A plan's `backend:`: how the broker fulfils it. Internally tagged by `type`; each type's
-//! configuration lives in its own module (today `credentials`; `kubernetes` and `bosh` are
-//! meant to be added as further variants next to it).
+//! configuration lives in its own module (`credentials`, `kubernetes`).
 
 use std::fmt;
 
@@ -11,6 +10,7 @@ use serde_json::Value;
 
 use super::credentials::CredentialsBackend;
 use super::error::Problems;
+use super::kubernetes::KubernetesBackend;
 use super::PlanView;
 
 /// The backend of a plan.
@@ -18,6 +18,8 @@ use super::PlanView;
 pub enum Backend {
     /// Generates binding credentials from templates; needs no external system.
     Credentials(CredentialsBackend),
+    /// Objects applied to a Kubernetes cluster through its API.
+    Kubernetes(KubernetesBackend),
 }
 
 impl Backend {
@@ -25,6 +27,7 @@ impl Backend {
     pub fn type_name(&self) -> &'static str {
         match self {
             Backend::Credentials(_) => "credentials",
+            Backend::Kubernetes(_) => "kubernetes",
         }
     }
 
@@ -32,6 +35,7 @@ impl Backend {
     pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
         match self {
             Backend::Credentials(config) => config.validate(plan, path, problems),
+            Backend::Kubernetes(config) => config.validate(plan, path, problems),
         }
     }
 }
@@ -41,6 +45,7 @@ impl Backend {
 #[serde(rename_all = "snake_case")]
 enum BackendType {
     Credentials,
+    Kubernetes,
 }
 
 impl BackendType {
@@ -48,6 +53,9 @@ impl BackendType {
         match self {
             BackendType::Credentials => {
                 CredentialsBackend::deserialize(config).map(Backend::Credentials)
+            }
+            BackendType::Kubernetes => {
+                KubernetesBackend::deserialize(config).map(Backend::Kubernetes)
             }
         }
     }

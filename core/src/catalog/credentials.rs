@@ -72,6 +72,7 @@ impl CredentialsBackend {
         check_leaves(
             &Value::Object(self.credentials.clone()),
             &mut format!("{path}.credentials"),
+            Scope::Binding,
             problems,
         );
         if let Some(source) = &self.dashboard_url {
@@ -85,10 +86,16 @@ impl CredentialsBackend {
     }
 }
 
-fn check_leaves(value: &Value, path: &mut String, problems: &mut Problems<'_>) {
+/// Checks every string leaf of a credentials map as a template of `scope`.
+pub(super) fn check_leaves(
+    value: &Value,
+    path: &mut String,
+    scope: Scope,
+    problems: &mut Problems<'_>,
+) {
     match value {
         Value::String(source) => {
-            if let Err(error) = template::check_template(source, Scope::Binding) {
+            if let Err(error) = template::check_template(source, scope) {
                 problems.push(path.clone(), format!("invalid template: {error}"));
             }
         }
@@ -96,7 +103,7 @@ fn check_leaves(value: &Value, path: &mut String, problems: &mut Problems<'_>) {
             for (index, item) in items.iter().enumerate() {
                 let len = path.len();
                 path.push_str(&format!("[{index}]"));
-                check_leaves(item, path, problems);
+                check_leaves(item, path, scope, problems);
                 path.truncate(len);
             }
         }
@@ -109,7 +116,7 @@ fn check_leaves(value: &Value, path: &mut String, problems: &mut Problems<'_>) {
                 let len = path.len();
                 path.push('.');
                 path.push_str(key);
-                check_leaves(item, path, problems);
+                check_leaves(item, path, scope, problems);
                 path.truncate(len);
             }
         }

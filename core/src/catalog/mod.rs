@@ -71,6 +71,7 @@
 mod backend;
 mod credentials;
 mod error;
+mod kubernetes;
 mod load;
 mod model;
 
@@ -83,6 +84,9 @@ use sha2::{Digest, Sha256};
 pub use backend::Backend;
 pub use credentials::CredentialsBackend;
 pub use error::{CatalogError, Problem};
+pub use kubernetes::{
+    KubernetesBackend, KubernetesBinding, NamespaceConfig, ReadinessRule, SourceRef,
+};
 pub use model::{
     BindingLifetime, DashboardClient, InputParameters, MaintenanceInfo, Permission, Schemas,
     ServiceBindingSchemas, ServiceInstanceSchemas, ServiceOffering, ServicePlan,

@@ -29,6 +29,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
+
+pub mod kube;
 pub use serde_json::{json, Value};
 
 /// How long `spin-osb up` may take to print `Serving ...` (a cold start compiles eleven
@@ -264,6 +266,48 @@ pub struct Broker {
     /// The host's output across all starts.
     pub output: Output,
     client: reqwest::blocking::Client,
+    options: Options,
+}
+
+/// How a broker differs from the default one.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Serve this catalog directory instead of the repository's `catalog/` (the repository's
+    /// spin.toml is rewritten into the state dir with only that path changed).
+    pub catalog: Option<PathBuf>,
+    /// Extra environment, e.g. `SPIN_VARIABLE_KUBERNETES_TOKEN`.
+    pub env: Vec<(String, String)>,
+    /// `--runtime-config-file`.
+    pub runtime_config: Option<PathBuf>,
+}
+
+impl Options {
+    /// Sets an environment variable of the host process.
+    pub fn env(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.env.push((name.to_string(), value.into()));
+        self
+    }
+}
+
+/// The repository's spin.toml with the catalog directory replaced, written into `dir`.
+fn manifest_with_catalog(catalog: &Path, dir: &Path) -> PathBuf {
+    let root = repo_root();
+    let text = std::fs::read_to_string(manifest()).expect("spin.toml");
+    let catalog = catalog.canonicalize().expect("catalog directory");
+    let rewritten = text
+        .replace(
+            "source = \"catalog\"",
+            &format!("source = {:?}", catalog.display().to_string()),
+        )
+        .replace(
+            "source = \"target/",
+            &format!("source = \"{}/target/", root.display()),
+        );
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).expect("app dir");
+    let path = app.join("spin.toml");
+    std::fs::write(&path, rewritten).expect("write spin.toml");
+    path
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
@@ -288,6 +332,23 @@ impl Broker {
         Self::start_with(manifest(), dir, Some(tmp))
     }
 
+    /// Starts a broker with `options` on a fresh temporary state dir.
+    pub fn start_with_options(options: Options) -> Broker {
+        let tmp = tempfile::Builder::new()
+            .prefix("spin-osb-e2e-")
+            .tempdir()
+            .expect("temporary state dir");
+        let dir = tmp.path().to_path_buf();
+        let manifest = match &options.catalog {
+            Some(catalog) => manifest_with_catalog(catalog, &dir),
+            None => manifest(),
+        };
+        let mut broker = Self::prepare(manifest, dir, Some(tmp));
+        broker.options = options;
+        broker.spawn();
+        broker
+    }
+
     /// Runs another app than the broker (for checking the harness itself).
     #[doc(hidden)]
     pub fn start_app(manifest: impl Into<PathBuf>) -> Broker {
@@ -305,7 +366,13 @@ impl Broker {
     }
 
     fn start_with(manifest: PathBuf, state_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Broker {
-        let broker = Broker {
+        let broker = Self::prepare(manifest, state_dir, tmp);
+        broker.spawn();
+        broker
+    }
+
+    fn prepare(manifest: PathBuf, state_dir: PathBuf, tmp: Option<tempfile::TempDir>) -> Broker {
+        Broker {
             manifest,
             running: Mutex::new(Running {
                 child: None,
@@ -322,9 +389,8 @@ impl Broker {
                 .timeout(Duration::from_secs(120))
                 .build()
                 .expect("reqwest client"),
-        };
-        broker.spawn();
-        broker
+            options: Options::default(),
+        }
     }
 
     fn running(&self) -> MutexGuard<'_, Running> {
@@ -333,7 +399,7 @@ impl Broker {
 
     fn spawn(&self) {
         let bin = host_bin();
-        if self.manifest == manifest() {
+        if self.manifest == manifest() || self.options.catalog.is_some() {
             check_components_built();
         }
         let mut running = self.running();
@@ -353,6 +419,10 @@ impl Broker {
                 cmd.env_remove(key);
             }
         }
+        if let Some(config) = &self.options.runtime_config {
+            cmd.arg("--runtime-config-file").arg(config);
+        }
+        cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         cmd.env("SPIN_VARIABLE_BROKER_PASSWORD", &self.password)
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -1,0 +1,342 @@
+//! A minimal Kubernetes API client over [`HttpClient`]: discovery (kind → REST path),
+//! server-side apply, get and delete, and the mapping of API failures to backend errors.
+//! No client-go, no watches: every call is one request, so it fits a request-scoped
+//! component.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::backend::BackendError;
+use crate::kv::Kv;
+use crate::outbound::{HttpClient, HttpRequest, HttpResponse};
+
+/// The field manager of every apply: the broker owns the fields it renders.
+pub const FIELD_MANAGER: &str = "spin-osb";
+/// How long a discovery answer is trusted; a kind missing from a cached answer is looked
+/// up again at once (a CRD may have been installed since).
+const DISCOVERY_TTL_SECONDS: u64 = 300;
+
+/// One object the broker manages, with everything needed to reach it again (stored in the
+/// operation and the instance, so deletion never depends on the catalog).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// `group/version` or `v1`.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// Kind, e.g. `Deployment`.
+    pub kind: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// `metadata.namespace`; `None` for cluster-scoped kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Resource name from discovery, e.g. `deployments`.
+    pub plural: String,
+}
+
+impl ObjectRef {
+    /// The object's REST path.
+    pub fn path(&self) -> String {
+        let root = group_version_root(&self.api_version);
+        match &self.namespace {
+            Some(ns) => format!("{root}/namespaces/{ns}/{}/{}", self.plural, self.name),
+            None => format!("{root}/{}/{}", self.plural, self.name),
+        }
+    }
+
+    /// `Deployment ns/name`, for messages.
+    pub fn describe(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
+            None => format!("{} {}", self.kind, self.name),
+        }
+    }
+
+    /// Same object (api group, kind, namespace and name), whatever version is used.
+    pub fn same_object(&self, other: &ObjectRef) -> bool {
+        group_of(&self.api_version) == group_of(&other.api_version)
+            && self.kind == other.kind
+            && self.name == other.name
+            && self.namespace == other.namespace
+    }
+}
+
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+}
+
+fn group_version_root(api_version: &str) -> String {
+    if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    }
+}
+
+/// What discovery says about a kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiResource {
+    /// The kind.
+    pub kind: String,
+    /// The resource (plural) name used in paths.
+    pub name: String,
+    /// Whether objects live in a namespace.
+    pub namespaced: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CachedDiscovery {
+    fetched_at: u64,
+    resources: Vec<ApiResource>,
+}
+
+/// A connection to one API server.
+pub struct Api<'a> {
+    http: &'a dyn HttpClient,
+    kv: &'a dyn Kv,
+    base_url: String,
+    token: String,
+    now: u64,
+}
+
+impl<'a> Api<'a> {
+    /// A client for `base_url` (no trailing slash needed) authenticating with `token`.
+    pub fn new(
+        http: &'a dyn HttpClient,
+        kv: &'a dyn Kv,
+        base_url: &str,
+        token: String,
+        now: u64,
+    ) -> Self {
+        Self {
+            http,
+            kv,
+            base_url: base_url.trim_end_matches('/').to_string(),
+            token,
+            now,
+        }
+    }
+
+    /// The REST resource for `api_version`/`kind`, from discovery (cached in the store).
+    pub async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<ApiResource, BackendError> {
+        let key = self.discovery_key(api_version);
+        if let Some(cached) = self.cached(&key) {
+            if self.now < cached.fetched_at + DISCOVERY_TTL_SECONDS {
+                if let Some(found) = cached.resources.iter().find(|r| r.kind == kind) {
+                    return Ok(found.clone());
+                }
+            }
+        }
+        let path = group_version_root(api_version);
+        let response = self.send(HttpRequest::new("GET", self.url(&path))).await?;
+        if response.status == 404 {
+            return Err(BackendError::Permanent(format!(
+                "the Kubernetes API does not serve {api_version} (is the CustomResourceDefinition installed?)"
+            )));
+        }
+        let list = expect_ok(&response, &format!("discovery of {api_version}"))?;
+        let resources: Vec<ApiResource> = list
+            .get("resources")
+            .and_then(Value::as_array)
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|r| serde_json::from_value::<ApiResource>(r.clone()).ok())
+                    .filter(|r| !r.name.contains('/'))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let found = resources.iter().find(|r| r.kind == kind).cloned();
+        let cached = CachedDiscovery {
+            fetched_at: self.now,
+            resources,
+        };
+        // A cache: losing the write only costs a discovery request next time.
+        if let Ok(bytes) = serde_json::to_vec(&cached) {
+            let _ = self.kv.set(&key, &bytes);
+        }
+        found.ok_or_else(|| {
+            BackendError::Permanent(format!(
+                "the Kubernetes API has no kind {kind} in {api_version}"
+            ))
+        })
+    }
+
+    /// Resolves an object's identity to an [`ObjectRef`]; namespaced kinds without a
+    /// namespace get `default_namespace`.
+    pub async fn object_ref(
+        &self,
+        api_version: &str,
+        kind: &str,
+        name: &str,
+        namespace: Option<&str>,
+        default_namespace: &str,
+    ) -> Result<ObjectRef, BackendError> {
+        let resource = self.resource(api_version, kind).await?;
+        Ok(ObjectRef {
+            api_version: api_version.to_string(),
+            kind: kind.to_string(),
+            name: name.to_string(),
+            namespace: resource
+                .namespaced
+                .then(|| namespace.unwrap_or(default_namespace).to_string()),
+            plural: resource.name,
+        })
+    }
+
+    /// The live object, `None` when it does not exist.
+    pub async fn get(&self, object: &ObjectRef) -> Result<Option<Value>, BackendError> {
+        let response = self
+            .send(HttpRequest::new("GET", self.url(&object.path())))
+            .await?;
+        if response.status == 404 {
+            return Ok(None);
+        }
+        expect_ok(&response, &format!("reading {}", object.describe())).map(Some)
+    }
+
+    /// Creates or updates `body` with server-side apply (`force`: the broker's rendering is
+    /// the truth for the fields it sets), so retries and re-polls converge.
+    pub async fn apply(&self, object: &ObjectRef, body: &Value) -> Result<Value, BackendError> {
+        let url = format!(
+            "{}?fieldManager={FIELD_MANAGER}&force=true",
+            self.url(&object.path())
+        );
+        let request = HttpRequest::new("PATCH", url).body(
+            "application/apply-patch+yaml",
+            serde_json::to_vec(body).unwrap_or_default(),
+        );
+        let response = self.send(request).await?;
+        expect_ok(&response, &format!("applying {}", object.describe()))
+    }
+
+    /// Starts deleting `object` with foreground propagation (dependents first); an object
+    /// that is already gone is fine.
+    pub async fn delete(&self, object: &ObjectRef) -> Result<(), BackendError> {
+        let url = format!("{}?propagationPolicy=Foreground", self.url(&object.path()));
+        let request = HttpRequest::new("DELETE", url);
+        let response = self.send(request).await?;
+        if response.status == 404 {
+            return Ok(());
+        }
+        expect_ok(&response, &format!("deleting {}", object.describe())).map(|_| ())
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    async fn send(&self, request: HttpRequest) -> Result<HttpResponse, BackendError> {
+        let request = request
+            .header("authorization", format!("Bearer {}", self.token))
+            .header("accept", "application/json");
+        self.http.send(request).await.map_err(|e| {
+            BackendError::Transient(format!(
+                "cannot reach the Kubernetes API at {}: {e}",
+                self.base_url
+            ))
+        })
+    }
+
+    fn discovery_key(&self, api_version: &str) -> String {
+        let server = Sha256::digest(self.base_url.as_bytes());
+        let server: String = server[..8].iter().map(|b| format!("{b:02x}")).collect();
+        format!("osb/v1/cache/kubernetes/{server}/discovery/{api_version}")
+    }
+
+    fn cached(&self, key: &str) -> Option<CachedDiscovery> {
+        let bytes = self.kv.get(key).ok()??;
+        serde_json::from_slice(&bytes).ok()
+    }
+}
+
+/// The body of a 2xx answer, or the API's refusal as a backend error: retried later for
+/// conflicts, throttling and server errors; final for everything the request itself got
+/// wrong (401, 403, 404, 422 …), with the API's own message.
+fn expect_ok(response: &HttpResponse, what: &str) -> Result<Value, BackendError> {
+    if (200..300).contains(&response.status) {
+        return serde_json::from_slice(&response.body).map_err(|e| {
+            BackendError::Transient(format!(
+                "{what}: the Kubernetes API answered {} with an unreadable body: {e}",
+                response.status
+            ))
+        });
+    }
+    let status: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+    let message = status
+        .get("message")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let text = response.text();
+            let text = text.trim();
+            if text.is_empty() {
+                format!("HTTP {}", response.status)
+            } else {
+                text.chars().take(300).collect()
+            }
+        });
+    let text = format!(
+        "{what}: the Kubernetes API answered {}: {message}",
+        response.status
+    );
+    Err(match response.status {
+        409 | 429 | 500..=599 => BackendError::Transient(text),
+        _ => BackendError::Permanent(text),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(api_version: &str, namespace: Option<&str>) -> ObjectRef {
+        ObjectRef {
+            api_version: api_version.into(),
+            kind: "Thing".into(),
+            name: "x".into(),
+            namespace: namespace.map(Into::into),
+            plural: "things".into(),
+        }
+    }
+
+    #[test]
+    fn paths_follow_the_group_layout() {
+        assert_eq!(
+            reference("v1", Some("ns")).path(),
+            "/api/v1/namespaces/ns/things/x"
+        );
+        assert_eq!(
+            reference("example.com/v1", None).path(),
+            "/apis/example.com/v1/things/x"
+        );
+    }
+
+    #[test]
+    fn api_failures_are_transient_or_final_by_status() {
+        let answer = |status: u16| HttpResponse {
+            status,
+            headers: vec![],
+            body: br#"{"kind":"Status","message":"nope","reason":"X"}"#.to_vec(),
+        };
+        for status in [409, 429, 500, 503] {
+            assert!(matches!(
+                expect_ok(&answer(status), "x"),
+                Err(BackendError::Transient(_))
+            ));
+        }
+        for status in [400, 401, 403, 404, 422] {
+            match expect_ok(&answer(status), "applying Secret a/b") {
+                Err(BackendError::Permanent(m)) => {
+                    assert!(m.contains("nope") && m.contains("Secret a/b"), "{m}")
+                }
+                other => panic!("{status}: {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,660 @@
+//! The Kubernetes backend: an instance is the set of objects rendered from the plan's
+//! manifest template, applied with server-side apply and judged ready by
+//! [`readiness`]; deprovision deletes what the instance owns and reports success only
+//! once it is gone.
+//!
+//! Each call is one step of a resumable state machine whose state is persisted by the
+//! broker between polls (see [`crate::backend`]):
+//!
+//! * provision / update: **apply** (render, check ownership, apply every object, delete
+//!   objects an update no longer renders) → **wait** (read each object, judge it) → done;
+//! * deprovision / unbind: **delete** (owned objects, or the instance's namespace) →
+//!   wait until every one answers 404 → done;
+//! * bind: optional per-binding objects as above, then read the plan's `sources` and render
+//!   the credentials from them.
+//!
+//! What the instance owns (namespace and object references, never rendered content, which
+//! may hold secrets) is kept in the instance record, so deprovision works even when the
+//! plan has since left the catalog.
+
+pub mod api;
+pub mod objects;
+pub mod readiness;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Map, Value};
+
+use self::api::{Api, ObjectRef};
+use self::objects::{default_list_keys, difference, identity, is_dns_label, union, Owner};
+use self::readiness::Readiness;
+use super::{BackendError, Done, Services, Step, StepInput};
+use crate::broker::PlanInfo;
+use crate::catalog::{Catalog, KubernetesBackend};
+use crate::state::OperationKind;
+use crate::template::{self, TemplateContext};
+
+/// Where the API is when `kubernetes_api_url` is not set: the in-cluster address, right
+/// for a broker running on SpinKube.
+pub const DEFAULT_API_URL: &str = "https://kubernetes.default.svc";
+/// The Spin variable with the API's URL.
+pub const API_URL_VARIABLE: &str = "kubernetes_api_url";
+/// The Spin variable with the bearer token (a ServiceAccount token).
+pub const TOKEN_VARIABLE: &str = "kubernetes_token";
+/// Suggested seconds between polls while objects roll out.
+const POLL_SECONDS: u64 = 3;
+
+/// A plan's Kubernetes backend.
+pub struct Kubernetes<'a> {
+    config: &'a KubernetesBackend,
+    catalog: &'a Catalog,
+    services: Services<'a>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Phase {
+    #[default]
+    Apply,
+    Wait,
+    Delete,
+}
+
+/// The operation's state between polls.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Progress {
+    #[serde(default)]
+    phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(default)]
+    created_namespace: bool,
+    /// Applied (wait) or being deleted (delete).
+    #[serde(default)]
+    objects: Vec<ObjectRef>,
+    /// Objects an update no longer renders, being deleted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    prune: Vec<ObjectRef>,
+}
+
+/// What an instance (or binding) owns, kept in its record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct Placement {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(default)]
+    created_namespace: bool,
+    #[serde(default)]
+    objects: Vec<ObjectRef>,
+}
+
+impl Placement {
+    fn from_record(value: &Value) -> Self {
+        serde_json::from_value(value.clone()).unwrap_or_default()
+    }
+
+    fn to_value(&self) -> Value {
+        let mut value = serde_json::to_value(self).unwrap_or(Value::Null);
+        value["type"] = json!("kubernetes");
+        value
+    }
+}
+
+/// What reading the applied objects concluded.
+enum Verdict {
+    Ready,
+    Pending(String),
+    /// An applied object is gone: apply again.
+    Missing(String),
+    Failed(String),
+}
+
+impl<'a> Kubernetes<'a> {
+    /// Wraps the plan's configuration.
+    pub fn new(
+        config: &'a KubernetesBackend,
+        catalog: &'a Catalog,
+        services: Services<'a>,
+    ) -> Self {
+        Self {
+            config,
+            catalog,
+            services,
+        }
+    }
+
+    /// Instances always roll out asynchronously; bindings only when they create objects.
+    pub fn is_async(&self, kind: OperationKind) -> bool {
+        match kind {
+            OperationKind::Provision | OperationKind::Update | OperationKind::Deprovision => true,
+            OperationKind::Bind | OperationKind::Unbind => self.config.binding.manifests.is_some(),
+        }
+    }
+
+    /// Starts or continues an operation.
+    pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
+        let api = self.api(input.now)?;
+        let progress: Progress = if input.state.is_null() {
+            Progress::default()
+        } else {
+            serde_json::from_value(input.state.clone())
+                .map_err(|e| BackendError::Permanent(format!("unreadable operation state: {e}")))?
+        };
+        match input.kind {
+            OperationKind::Provision | OperationKind::Update => {
+                self.deploy(&api, input, progress).await
+            }
+            OperationKind::Deprovision => self.teardown(&api, input, progress).await,
+            OperationKind::Bind => self.bind(&api, input, progress).await,
+            OperationKind::Unbind => self.unbind(&api, input, progress).await,
+        }
+    }
+
+    fn api(&self, now: u64) -> Result<Api<'a>, BackendError> {
+        let config = self.services.config;
+        let url = config
+            .get(API_URL_VARIABLE)
+            .unwrap_or_else(|| DEFAULT_API_URL.to_string());
+        let token = config.get(TOKEN_VARIABLE).ok_or_else(|| {
+            BackendError::Permanent(format!(
+                "the broker has no Kubernetes credentials: set the Spin variable {TOKEN_VARIABLE} (a ServiceAccount token)"
+            ))
+        })?;
+        Ok(Api::new(
+            self.services.http,
+            self.services.kv,
+            &url,
+            token,
+            now,
+        ))
+    }
+
+    async fn deploy(
+        &self,
+        api: &Api<'_>,
+        input: &StepInput<'_>,
+        mut progress: Progress,
+    ) -> Result<Step, BackendError> {
+        let owner = Owner {
+            instance_id: &input.instance.instance_id,
+            binding_id: None,
+        };
+        if progress.phase == Phase::Apply {
+            let (ctx, namespace) = self.instance_context(input)?;
+            if self.config.namespace.create {
+                let reference = namespace_ref(&namespace);
+                let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+                self.apply_owned(api, &reference, body, owner).await?;
+            }
+            let documents =
+                template::render_yaml_documents(&self.config.manifests, &ctx).map_err(|e| {
+                    BackendError::Permanent(format!("cannot render the plan's manifests: {e}"))
+                })?;
+            let objects = self
+                .apply_documents(api, documents, &namespace, owner)
+                .await?;
+            let previous = Placement::from_record(&input.instance.backend);
+            let prune = difference(&previous.objects, &objects);
+            for object in &prune {
+                self.delete_owned(api, object, owner).await?;
+            }
+            progress = Progress {
+                phase: Phase::Wait,
+                namespace: Some(namespace),
+                created_namespace: self.config.namespace.create,
+                objects,
+                prune,
+            };
+        }
+        Ok(
+            match self.wait(api, &progress.objects, &progress.prune).await? {
+                Verdict::Ready => Step::Done(Done {
+                    instance_data: Some(
+                        Placement {
+                            namespace: progress.namespace.clone(),
+                            created_namespace: progress.created_namespace,
+                            objects: progress.objects.clone(),
+                        }
+                        .to_value(),
+                    ),
+                    description: Some(format!(
+                        "{} Kubernetes objects ready in namespace {}",
+                        progress.objects.len(),
+                        progress.namespace.as_deref().unwrap_or("-")
+                    )),
+                    ..Done::default()
+                }),
+                Verdict::Pending(description) => in_progress(&progress, description),
+                Verdict::Missing(description) => in_progress(&Progress::default(), description),
+                Verdict::Failed(description) => Step::Failed { description },
+            },
+        )
+    }
+
+    async fn teardown(
+        &self,
+        api: &Api<'_>,
+        input: &StepInput<'_>,
+        mut progress: Progress,
+    ) -> Result<Step, BackendError> {
+        let owner = Owner {
+            instance_id: &input.instance.instance_id,
+            binding_id: None,
+        };
+        if progress.phase != Phase::Delete {
+            let mut placement = Placement::from_record(&input.instance.backend);
+            // Re-render when the plan still exists: an instance whose provision or update
+            // failed half-way owns objects its record does not list yet.
+            if let Ok((ctx, namespace)) = self.instance_context(input) {
+                let rendered = self
+                    .rendered_refs(api, &self.config.manifests, &ctx, &namespace)
+                    .await;
+                placement.objects = union(&placement.objects, &rendered);
+                if placement.namespace.is_none() {
+                    placement.namespace = Some(namespace);
+                }
+                placement.created_namespace |= self.config.namespace.create;
+            }
+            let mut targets: Vec<ObjectRef> = placement.objects.iter().rev().cloned().collect();
+            if let (true, Some(namespace)) = (placement.created_namespace, &placement.namespace) {
+                // The namespace takes its contents with it.
+                targets.retain(|o| o.namespace.as_deref() != Some(namespace.as_str()));
+                targets.push(namespace_ref(namespace));
+            }
+            let mut deleting = Vec::new();
+            for object in targets {
+                if self.delete_owned(api, &object, owner).await? {
+                    deleting.push(object);
+                }
+            }
+            progress = Progress {
+                phase: Phase::Delete,
+                objects: deleting,
+                ..Progress::default()
+            };
+        }
+        self.await_deletion(api, progress).await
+    }
+
+    async fn bind(
+        &self,
+        api: &Api<'_>,
+        input: &StepInput<'_>,
+        mut progress: Progress,
+    ) -> Result<Step, BackendError> {
+        let binding = input
+            .binding
+            .ok_or_else(|| BackendError::Permanent("bind without a binding".into()))?;
+        let owner = Owner {
+            instance_id: &input.instance.instance_id,
+            binding_id: Some(&binding.binding_id),
+        };
+        let plan = self.plan(input)?;
+        let namespace = match Placement::from_record(&input.instance.backend).namespace {
+            Some(namespace) => namespace,
+            None => self.instance_context(input)?.1,
+        };
+        let ctx = plan
+            .template_context(input.instance, input.parameters, input.context)
+            .with_binding(&binding.binding_id)
+            .with_instance_parameters(Value::Object(input.instance.parameters.clone()))
+            .with_var("namespace", json!(namespace));
+        if let Some(manifests) = &self.config.binding.manifests {
+            if progress.phase == Phase::Apply {
+                let documents = template::render_yaml_documents(manifests, &ctx).map_err(|e| {
+                    BackendError::Permanent(format!(
+                        "cannot render the plan's binding manifests: {e}"
+                    ))
+                })?;
+                let objects = self
+                    .apply_documents(api, documents, &namespace, owner)
+                    .await?;
+                progress = Progress {
+                    phase: Phase::Wait,
+                    objects,
+                    ..Progress::default()
+                };
+            }
+            match self.wait(api, &progress.objects, &[]).await? {
+                Verdict::Ready => {}
+                Verdict::Pending(description) => return Ok(in_progress(&progress, description)),
+                Verdict::Missing(description) => {
+                    return Ok(in_progress(&Progress::default(), description))
+                }
+                Verdict::Failed(description) => return Ok(Step::Failed { description }),
+            }
+        }
+        let mut sources = Map::new();
+        for (alias, source) in &self.config.binding.sources {
+            let render = |text: &str| {
+                template::render_str(text, &ctx)
+                    .map_err(|e| BackendError::Permanent(format!("binding source `{alias}`: {e}")))
+            };
+            let name = render(&source.name)?;
+            let source_namespace = source.namespace.as_deref().map(render).transpose()?;
+            let reference = api
+                .object_ref(
+                    &source.api_version,
+                    &source.kind,
+                    &name,
+                    source_namespace.as_deref(),
+                    &namespace,
+                )
+                .await?;
+            match api.get(&reference).await? {
+                Some(object) => {
+                    sources.insert(alias.clone(), object);
+                }
+                None if self.is_async(OperationKind::Bind) => {
+                    let description = format!("waiting for {}", reference.describe());
+                    return Ok(in_progress(&progress, description));
+                }
+                None => {
+                    return Err(BackendError::Permanent(format!(
+                        "binding source `{alias}`: {} does not exist",
+                        reference.describe()
+                    )))
+                }
+            }
+        }
+        let ctx = ctx.with_var("sources", Value::Object(sources));
+        let credentials = template::render_value(
+            &Value::Object(self.config.binding.credentials.clone()),
+            &ctx,
+        )
+        .map_err(|e| {
+            BackendError::Permanent(format!("cannot render the binding credentials: {e}"))
+        })?;
+        Ok(Step::Done(Done {
+            credentials: Some(credentials),
+            instance_data: Some(json!({ "objects": progress.objects })),
+            ..Done::default()
+        }))
+    }
+
+    async fn unbind(
+        &self,
+        api: &Api<'_>,
+        input: &StepInput<'_>,
+        mut progress: Progress,
+    ) -> Result<Step, BackendError> {
+        let binding = input
+            .binding
+            .ok_or_else(|| BackendError::Permanent("unbind without a binding".into()))?;
+        let owner = Owner {
+            instance_id: &input.instance.instance_id,
+            binding_id: Some(&binding.binding_id),
+        };
+        if progress.phase != Phase::Delete {
+            let mut targets = binding
+                .backend
+                .pointer("/data/objects")
+                .and_then(|v| serde_json::from_value::<Vec<ObjectRef>>(v.clone()).ok())
+                .unwrap_or_default();
+            let namespace = Placement::from_record(&input.instance.backend).namespace;
+            if let (Some(manifests), Some(namespace), Ok(plan)) =
+                (&self.config.binding.manifests, namespace, self.plan(input))
+            {
+                let ctx = plan
+                    .template_context(input.instance, input.parameters, input.context)
+                    .with_binding(&binding.binding_id)
+                    .with_instance_parameters(Value::Object(input.instance.parameters.clone()))
+                    .with_var("namespace", json!(namespace));
+                let rendered = self.rendered_refs(api, manifests, &ctx, &namespace).await;
+                targets = union(&targets, &rendered);
+            }
+            let mut deleting = Vec::new();
+            for object in targets.into_iter().rev() {
+                if self.delete_owned(api, &object, owner).await? {
+                    deleting.push(object);
+                }
+            }
+            progress = Progress {
+                phase: Phase::Delete,
+                objects: deleting,
+                ..Progress::default()
+            };
+        }
+        self.await_deletion(api, progress).await
+    }
+
+    /// Done once every object being deleted answers 404.
+    async fn await_deletion(
+        &self,
+        api: &Api<'_>,
+        progress: Progress,
+    ) -> Result<Step, BackendError> {
+        let mut remaining = Vec::new();
+        for object in &progress.objects {
+            if let Some(live) = api.get(object).await? {
+                let phase = live
+                    .pointer("/status/phase")
+                    .and_then(Value::as_str)
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
+                remaining.push(format!("{}{phase}", object.describe()));
+            }
+        }
+        if remaining.is_empty() {
+            return Ok(Step::Done(Done {
+                description: Some(format!(
+                    "deleted {} Kubernetes objects",
+                    progress.objects.len()
+                )),
+                ..Done::default()
+            }));
+        }
+        Ok(in_progress(
+            &progress,
+            format!("waiting for deletion of {}", summarize(&remaining)),
+        ))
+    }
+
+    /// Reads every applied object and judges it.
+    async fn wait(
+        &self,
+        api: &Api<'_>,
+        objects: &[ObjectRef],
+        prune: &[ObjectRef],
+    ) -> Result<Verdict, BackendError> {
+        let mut pending = Vec::new();
+        for object in objects {
+            let Some(live) = api.get(object).await? else {
+                return Ok(Verdict::Missing(format!(
+                    "{} disappeared; applying again",
+                    object.describe()
+                )));
+            };
+            match readiness::judge(
+                &live,
+                self.config.rule_for(&object.api_version, &object.kind),
+            ) {
+                Readiness::Ready => {}
+                Readiness::Pending(why) => pending.push(format!("{}: {why}", object.describe())),
+                Readiness::Failed(why) => {
+                    return Ok(Verdict::Failed(format!(
+                        "{} failed: {why}",
+                        object.describe()
+                    )))
+                }
+            }
+        }
+        for object in prune {
+            if api.get(object).await?.is_some() {
+                pending.push(format!("{}: being deleted", object.describe()));
+            }
+        }
+        Ok(if pending.is_empty() {
+            Verdict::Ready
+        } else {
+            Verdict::Pending(format!("waiting for {}", summarize(&pending)))
+        })
+    }
+
+    /// Applies rendered documents in order, marked as `owner`'s.
+    async fn apply_documents(
+        &self,
+        api: &Api<'_>,
+        documents: Vec<Value>,
+        namespace: &str,
+        owner: Owner<'_>,
+    ) -> Result<Vec<ObjectRef>, BackendError> {
+        let mut applied: Vec<ObjectRef> = Vec::new();
+        for (index, mut document) in documents.into_iter().enumerate() {
+            let (api_version, kind, name, explicit_namespace) = identity(&document, index)
+                .map_err(|e| BackendError::Permanent(format!("the plan's manifests: {e}")))?;
+            let reference = api
+                .object_ref(
+                    &api_version,
+                    &kind,
+                    &name,
+                    explicit_namespace.as_deref(),
+                    namespace,
+                )
+                .await?;
+            if applied.iter().any(|a| a.same_object(&reference)) {
+                return Err(BackendError::Permanent(format!(
+                    "the plan's manifests declare {} twice",
+                    reference.describe()
+                )));
+            }
+            if let Some(ns) = &reference.namespace {
+                document["metadata"]["namespace"] = json!(ns);
+            }
+            default_list_keys(&mut document);
+            self.apply_owned(api, &reference, document, owner).await?;
+            applied.push(reference);
+        }
+        Ok(applied)
+    }
+
+    /// Applies `body` unless the object exists and belongs to someone else.
+    async fn apply_owned(
+        &self,
+        api: &Api<'_>,
+        reference: &ObjectRef,
+        mut body: Value,
+        owner: Owner<'_>,
+    ) -> Result<(), BackendError> {
+        if let Some(live) = api.get(reference).await? {
+            if !owner.owns(&live) {
+                return Err(BackendError::Permanent(format!(
+                    "{} already exists and is not managed by {}: refusing to take it over",
+                    reference.describe(),
+                    owner_label(owner)
+                )));
+            }
+        }
+        owner.mark(&mut body);
+        api.apply(reference, &body).await.map(|_| ())
+    }
+
+    /// Deletes `object` if it exists and is `owner`'s; whether a deletion was started.
+    async fn delete_owned(
+        &self,
+        api: &Api<'_>,
+        object: &ObjectRef,
+        owner: Owner<'_>,
+    ) -> Result<bool, BackendError> {
+        match api.get(object).await? {
+            Some(live) if owner.owns(&live) => {
+                api.delete(object).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// The objects a template renders to, best effort (for cleanup only).
+    async fn rendered_refs(
+        &self,
+        api: &Api<'_>,
+        manifests: &str,
+        ctx: &TemplateContext,
+        namespace: &str,
+    ) -> Vec<ObjectRef> {
+        let Ok(documents) = template::render_yaml_documents(manifests, ctx) else {
+            return Vec::new();
+        };
+        let mut refs = Vec::new();
+        for (index, document) in documents.iter().enumerate() {
+            let Ok((api_version, kind, name, ns)) = identity(document, index) else {
+                continue;
+            };
+            if let Ok(reference) = api
+                .object_ref(&api_version, &kind, &name, ns.as_deref(), namespace)
+                .await
+            {
+                refs.push(reference);
+            }
+        }
+        refs
+    }
+
+    fn plan(&self, input: &StepInput<'_>) -> Result<PlanInfo<'a>, BackendError> {
+        PlanInfo::lookup(
+            self.catalog,
+            &input.instance.service_id,
+            input.target_plan_id,
+        )
+        .map_err(|e| BackendError::Permanent(e.description))
+    }
+
+    /// The instance's template context with `namespace` set to its rendered namespace.
+    fn instance_context(
+        &self,
+        input: &StepInput<'_>,
+    ) -> Result<(TemplateContext, String), BackendError> {
+        let plan = self.plan(input)?;
+        let ctx = plan.template_context(input.instance, input.parameters, input.context);
+        let namespace = template::render_str(&self.config.namespace.name, &ctx)
+            .map_err(|e| BackendError::Permanent(format!("cannot render the namespace: {e}")))?
+            .trim()
+            .to_string();
+        if !is_dns_label(&namespace) {
+            return Err(BackendError::Permanent(format!(
+                "the namespace {namespace:?} is not a valid namespace name (lower-case letters, digits and '-', at most 63)"
+            )));
+        }
+        Ok((ctx.with_var("namespace", json!(namespace)), namespace))
+    }
+}
+
+fn namespace_ref(name: &str) -> ObjectRef {
+    ObjectRef {
+        api_version: "v1".into(),
+        kind: "Namespace".into(),
+        name: name.into(),
+        namespace: None,
+        plural: "namespaces".into(),
+    }
+}
+
+fn owner_label(owner: Owner<'_>) -> String {
+    match owner.binding_id {
+        Some(binding) => format!("service binding {binding}"),
+        None => format!("service instance {}", owner.instance_id),
+    }
+}
+
+fn in_progress(progress: &Progress, description: String) -> Step {
+    Step::InProgress {
+        state: serde_json::to_value(progress).unwrap_or(Value::Null),
+        description: Some(description),
+        retry_after: Some(POLL_SECONDS),
+    }
+}
+
+/// The first few items, and how many more.
+fn summarize(items: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let mut text = items
+        .iter()
+        .take(SHOWN)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if items.len() > SHOWN {
+        text.push_str(&format!(" (and {} more)", items.len() - SHOWN));
+    }
+    text
+}

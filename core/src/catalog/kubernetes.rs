@@ -1,0 +1,240 @@
+//! `backend: {type: kubernetes}`: each instance is a set of Kubernetes objects rendered from
+//! the plan's manifest template and applied through the API with server-side apply.
+//!
+//! ```yaml
+//! backend:
+//!   type: kubernetes
+//!   namespace:
+//!     name: "osb-{{ instance_id }}"   # template (instance scope)
+//!     create: true                     # the broker creates it, and deletes it on deprovision
+//!   manifests: |                       # multi-document YAML template (instance scope);
+//!     apiVersion: v1                   # `namespace` is the namespace above
+//!     kind: Secret
+//!     ...
+//!   readiness:                         # for kinds without a built-in rule (custom resources)
+//!     - apiVersion: example.com/v1
+//!       kind: Cache
+//!       ready: "status.phase == 'Running'"            # expressions over the live object
+//!       failed: "condition('Failed').status == 'True'"
+//!       message: "status.message"
+//!   binding:
+//!     sources:                         # live objects the credentials read
+//!       secret: {apiVersion: v1, kind: Secret, name: "redis-{{ instance_id[:8] }}"}
+//!     credentials:                     # string leaves are templates (binding scope + sources)
+//!       password: "{{ sources.secret.data.password | b64decode }}"
+//!     manifests: |                     # optional per-binding objects, deleted at unbind
+//!       ...
+//!   dashboard_url: "https://…/{{ instance_id }}"
+//! ```
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::credentials::check_leaves;
+use super::error::Problems;
+use super::PlanView;
+use crate::template::{self, Scope, TemplateContext, TemplateError};
+
+/// Configuration of the Kubernetes backend.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesBackend {
+    /// Where the instance's namespaced objects go.
+    pub namespace: NamespaceConfig,
+    /// The instance's objects: a multi-document YAML template.
+    pub manifests: String,
+    /// Readiness rules for kinds the broker has no built-in rule for.
+    #[serde(default)]
+    pub readiness: Vec<ReadinessRule>,
+    /// How bindings are made.
+    #[serde(default)]
+    pub binding: KubernetesBinding,
+    /// Template of the instance's `dashboard_url` (instance scope).
+    #[serde(default)]
+    pub dashboard_url: Option<String>,
+}
+
+/// The instance's namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// Template of the name: `osb-{{ instance_id }}` (one per instance), a fixed name, or
+    /// `{{ context.namespace }}` (the namespace of the Kubernetes platform's request).
+    pub name: String,
+    /// Whether the namespace belongs to the instance: created first, labelled, and deleted
+    /// (with everything in it) on deprovision.
+    #[serde(default)]
+    pub create: bool,
+}
+
+/// When an object of a given kind is ready or failed.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadinessRule {
+    /// `group/version` (or `v1`) of the kind.
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// The kind.
+    pub kind: String,
+    /// Expression, true once the object is ready.
+    pub ready: String,
+    /// Expression, true when the object has failed for good.
+    #[serde(default)]
+    pub failed: Option<String>,
+    /// Expression giving a message for progress and failure descriptions.
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The `binding:` part of a Kubernetes plan.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KubernetesBinding {
+    /// Live objects read at bind time, by the alias credentials use (`sources.<alias>`).
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceRef>,
+    /// The binding's `credentials`: string leaves are templates.
+    #[serde(default)]
+    pub credentials: Map<String, Value>,
+    /// Per-binding objects (a user Secret, a user-creating Job), deleted at unbind. Makes
+    /// bind and unbind asynchronous: the broker waits until they are ready or gone.
+    #[serde(default)]
+    pub manifests: Option<String>,
+}
+
+/// An object a binding reads.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceRef {
+    /// `group/version` (or `v1`).
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    /// The kind.
+    pub kind: String,
+    /// Template of the name (binding scope).
+    pub name: String,
+    /// Template of the namespace; the instance's namespace when absent.
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl KubernetesBackend {
+    /// Renders the dashboard URL, if the plan has one.
+    pub fn render_dashboard_url(
+        &self,
+        ctx: &TemplateContext,
+    ) -> Result<Option<String>, TemplateError> {
+        self.dashboard_url
+            .as_deref()
+            .map(|source| template::render_str(source, ctx))
+            .transpose()
+    }
+
+    /// The rule for `api_version`/`kind`, if the plan declares one.
+    pub fn rule_for(&self, api_version: &str, kind: &str) -> Option<&ReadinessRule> {
+        self.readiness
+            .iter()
+            .find(|r| r.api_version == api_version && r.kind == kind)
+    }
+
+    pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
+        let mut check = |field: String, result: Result<(), TemplateError>| {
+            if let Err(error) = result {
+                problems.push(field, format!("invalid template: {error}"));
+            }
+        };
+        check(
+            format!("{path}.namespace.name"),
+            template::check_template(&self.namespace.name, Scope::Instance),
+        );
+        check(
+            format!("{path}.manifests"),
+            template::check_manifest(&self.manifests, Scope::Instance),
+        );
+        if let Some(source) = &self.dashboard_url {
+            check(
+                format!("{path}.dashboard_url"),
+                template::check_template(source, Scope::Instance),
+            );
+        }
+        for (alias, source) in &self.binding.sources {
+            let at = format!("{path}.binding.sources.{alias}");
+            check(
+                format!("{at}.name"),
+                template::check_template(&source.name, Scope::Binding),
+            );
+            if let Some(namespace) = &source.namespace {
+                check(
+                    format!("{at}.namespace"),
+                    template::check_template(namespace, Scope::Binding),
+                );
+            }
+        }
+        if let Some(manifests) = &self.binding.manifests {
+            check(
+                format!("{path}.binding.manifests"),
+                template::check_manifest(manifests, Scope::Binding),
+            );
+        }
+        for (index, rule) in self.readiness.iter().enumerate() {
+            let at = format!("{path}.readiness[{index}]");
+            let expressions = [
+                ("ready", Some(&rule.ready)),
+                ("failed", rule.failed.as_ref()),
+            ];
+            let expressions = expressions
+                .into_iter()
+                .chain([("message", rule.message.as_ref())]);
+            for (field, source) in expressions {
+                if let Some(Err(error)) = source.map(|s| template::check_expression(s)) {
+                    problems.push(
+                        format!("{at}.{field}"),
+                        format!("invalid expression: {error}"),
+                    );
+                }
+            }
+            if rule.api_version.is_empty() || rule.kind.is_empty() {
+                problems.push(at, "needs `apiVersion` and `kind`");
+            }
+        }
+        for (alias, source) in &self.binding.sources {
+            let identifier = alias.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && alias.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_');
+            if !identifier {
+                problems.push(
+                    format!("{path}.binding.sources.{alias}"),
+                    "the alias must be an identifier (letters, digits, `_`) so templates can write `sources.<alias>`",
+                );
+            }
+            if source.api_version.is_empty() || source.kind.is_empty() {
+                problems.push(
+                    format!("{path}.binding.sources.{alias}"),
+                    "needs `apiVersion` and `kind`",
+                );
+            }
+        }
+        check_leaves(
+            &Value::Object(self.binding.credentials.clone()),
+            &mut format!("{path}.binding.credentials"),
+            Scope::BindingWithSources,
+            problems,
+        );
+        let binding_used = !self.binding.credentials.is_empty()
+            || !self.binding.sources.is_empty()
+            || self.binding.manifests.is_some();
+        if binding_used && !plan.bindable() {
+            problems.push(
+                format!("{path}.binding"),
+                "is never used: the plan is not bindable",
+            );
+        }
+        if self.binding.manifests.is_some() && !plan.bindings_retrievable() {
+            problems.push(
+                format!("{path}.binding.manifests"),
+                "make bindings asynchronous, which OSB allows only when the service has `bindings_retrievable: true`",
+            );
+        }
+    }
+}

@@ -1,0 +1,495 @@
+//! The Kubernetes backend end to end: `spin-osb up` with the Kubernetes test catalog
+//! (tests/catalogs/kubernetes) against a real kube-apiserver + controller-manager over
+//! HTTPS (token + the cluster's CA in the runtime config's `client_tls`). No kubelet runs:
+//! the tests play it by marking pods ready, and set custom-resource status themselves.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use spin_osb_e2e::kube::{cluster, eventually, Kube};
+use spin_osb_e2e::{json, new_id, repo_root, Broker, Plan, Value};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn catalog_dir() -> std::path::PathBuf {
+    repo_root().join("tests/catalogs/kubernetes")
+}
+
+fn broker_with_token(token: &str) -> Broker {
+    let c = cluster();
+    let dir = tempfile::tempdir().expect("tmp").keep();
+    Broker::start_with_options(c.broker_options(&catalog_dir(), &c.api_url, token, &dir))
+}
+
+/// One broker (admin token) for the tests of this binary.
+fn broker() -> &'static Broker {
+    static BROKER: OnceLock<Broker> = OnceLock::new();
+    BROKER.get_or_init(|| broker_with_token(&cluster().admin_token))
+}
+
+fn kube() -> Kube {
+    cluster().admin()
+}
+
+fn plan(b: &Broker, name: &str) -> Plan {
+    b.catalog()
+        .plan_named(name)
+        .unwrap_or_else(|| panic!("plan {name} in the test catalog"))
+}
+
+fn body(plan: &Plan, namespace: Option<&str>, parameters: Value) -> Value {
+    let context = match namespace {
+        Some(ns) => json!({"platform": "kubernetes", "namespace": ns, "clusterid": "e2e"}),
+        None => json!({"platform": "kubernetes", "clusterid": "e2e"}),
+    };
+    json!({"service_id": plan.service_id, "plan_id": plan.plan_id, "context": context, "parameters": parameters})
+}
+
+fn short(id: &str) -> &str {
+    &id[..8]
+}
+
+/// A namespace for a context-namespace plan.
+fn namespace() -> String {
+    let ns = format!("e2e-{}", short(&new_id()));
+    kube().create_namespace(&ns);
+    ns
+}
+
+/// Polls last_operation, playing the kubelet in `namespace` between polls, until the
+/// operation ends; returns the final answer.
+fn wait_ready(b: &Broker, iid: &str, op: &str, namespace: &str) -> Value {
+    let k = kube();
+    eventually("the operation to finish", WAIT, || {
+        k.make_pods_ready(namespace);
+        let resp = b.instance_last_operation(iid, Some(op));
+        assert_eq!(resp.status, 200, "{}", resp.body);
+        (resp.json["state"] != "in progress").then_some(resp.json)
+    })
+}
+
+fn deprovision_and_wait(b: &Broker, iid: &str, plan: &Plan) {
+    let op = b.deprovision(iid, plan, true).expect(202).operation();
+    let last = b.wait_instance_operation(iid, &op);
+    assert!(
+        last.status == 410 || last.json["state"] == "succeeded",
+        "a deprovision ends as succeeded, then 410 Gone: {}",
+        last.body
+    );
+    let gone = b.instance_last_operation(iid, Some(&op));
+    assert_eq!(gone.status, 410, "{}", gone.body);
+}
+
+#[test]
+fn a_cache_instance_goes_through_provision_bind_unbind_and_deprovision() {
+    let b = broker();
+    let k = kube();
+    let plan = plan(b, "cache");
+    let ns = namespace();
+    let iid = new_id();
+    let name = format!("cache-{}", short(&iid));
+    let note = "a: b\nkind: Secret\n---\nmetadata: {name: evil}";
+
+    let op = b
+        .provision(&iid, &body(&plan, Some(&ns), json!({"note": note})), true)
+        .expect(202)
+        .operation();
+    let first = b.instance_last_operation(&iid, Some(&op)).expect(200);
+    assert_eq!(
+        first.json["state"], "in progress",
+        "no pod is ready yet: {}",
+        first.body
+    );
+    assert!(first.header("retry-after").is_some());
+
+    // Every object exists, labelled and annotated with the instance.
+    let selector = format!("osb.spin-osb.dev/instance={iid}");
+    for (path, expected) in [
+        (
+            format!("/api/v1/namespaces/{ns}/secrets"),
+            vec![name.clone()],
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/configmaps"),
+            vec![format!("{name}-config")],
+        ),
+        (
+            format!("/apis/apps/v1/namespaces/{ns}/deployments"),
+            vec![name.clone()],
+        ),
+        (
+            format!("/api/v1/namespaces/{ns}/services"),
+            vec![name.clone(), format!("{name}-metrics")],
+        ),
+    ] {
+        let mut names: Vec<String> = k
+            .list(&path, &selector)
+            .iter()
+            .map(|o| {
+                o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .collect();
+        names.sort();
+        assert_eq!(names, expected, "{path}");
+    }
+    let deployment = k
+        .get(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"))
+        .expect("deployment");
+    assert_eq!(
+        deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "spin-osb"
+    );
+    assert_eq!(
+        deployment["metadata"]["annotations"]["osb.spin-osb.dev/instance-id"],
+        iid.as_str()
+    );
+    assert!(
+        deployment["metadata"]["managedFields"]
+            .as_array()
+            .is_some_and(|f| f
+                .iter()
+                .any(|m| m["manager"] == "spin-osb" && m["operation"] == "Apply")),
+        "objects are created with server-side apply by field manager spin-osb"
+    );
+    // A parameter that looks like YAML is one plain value.
+    let config = k
+        .get(&format!("/api/v1/namespaces/{ns}/configmaps/{name}-config"))
+        .expect("configmap");
+    assert_eq!(config["data"]["note"], note);
+    assert!(k
+        .get(&format!("/api/v1/namespaces/{ns}/secrets/evil"))
+        .is_none());
+
+    let done = wait_ready(b, &iid, &op, &ns);
+    assert_eq!(done["state"], "succeeded", "{done}");
+
+    // Bind: a per-binding Secret is created, credentials come from the live objects.
+    let bid = new_id();
+    let bind_body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id});
+    let bop = b.bind(&iid, &bid, &bind_body, true).expect(202).operation();
+    let bound = b.wait_binding_operation(&iid, &bid, &bop);
+    assert_eq!(bound.json["state"], "succeeded", "{}", bound.body);
+    let user_secret = format!("{name}-user-{}", short(&bid));
+    let live_user = k
+        .get(&format!("/api/v1/namespaces/{ns}/secrets/{user_secret}"))
+        .expect("per-binding secret");
+    assert_eq!(
+        live_user["metadata"]["annotations"]["osb.spin-osb.dev/binding-id"],
+        bid.as_str()
+    );
+    let fetched = b.fetch_binding(&iid, &bid).expect(200);
+    let credentials = &fetched.json["credentials"];
+    let service = k
+        .get(&format!("/api/v1/namespaces/{ns}/services/{name}"))
+        .expect("service");
+    let secret = k
+        .get(&format!("/api/v1/namespaces/{ns}/secrets/{name}"))
+        .expect("secret");
+    let decode = |v: &Value| {
+        use base64::Engine as _;
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap_or_default())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(credentials["cluster_ip"], service["spec"]["clusterIP"]);
+    assert_eq!(credentials["port"], "6379");
+    assert_eq!(credentials["host"], format!("{name}.{ns}.svc"));
+    assert_eq!(
+        credentials["password"],
+        decode(&secret["data"]["password"]).as_str()
+    );
+    assert_eq!(credentials["username"], format!("user-{}", short(&bid)));
+    assert_eq!(
+        credentials["user_password"],
+        decode(&live_user["data"]["password"]).as_str()
+    );
+    assert!(credentials["password"].as_str().unwrap().len() >= 32);
+
+    // Unbind removes the per-binding objects.
+    let uop = b.unbind(&iid, &bid, &plan, true).expect(202).operation();
+    let unbound = b.wait_binding_operation(&iid, &bid, &uop);
+    assert!(
+        unbound.status == 410 || unbound.json["state"] == "succeeded",
+        "{}",
+        unbound.body
+    );
+    assert_eq!(b.binding_last_operation(&iid, &bid, Some(&uop)).status, 410);
+    assert!(k
+        .get(&format!("/api/v1/namespaces/{ns}/secrets/{user_secret}"))
+        .is_none());
+
+    // Deprovision deletes everything the instance owns, and only then reports 410.
+    deprovision_and_wait(b, &iid, &plan);
+    for path in [
+        format!("/api/v1/namespaces/{ns}/secrets/{name}"),
+        format!("/api/v1/namespaces/{ns}/configmaps/{name}-config"),
+        format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"),
+        format!("/api/v1/namespaces/{ns}/services/{name}"),
+        format!("/api/v1/namespaces/{ns}/services/{name}-metrics"),
+    ] {
+        assert!(
+            k.get(&path).is_none(),
+            "{path} must be gone after deprovision"
+        );
+    }
+    assert!(
+        k.get(&format!("/api/v1/namespaces/{ns}")).is_some(),
+        "the platform's namespace is not the broker's to delete"
+    );
+}
+
+#[test]
+fn an_update_changes_replicas_and_deletes_what_is_no_longer_rendered() {
+    let b = broker();
+    let k = kube();
+    let plan = plan(b, "cache");
+    let ns = namespace();
+    let iid = new_id();
+    let name = format!("cache-{}", short(&iid));
+    let op = b
+        .provision(&iid, &body(&plan, Some(&ns), json!({"replicas": 1})), true)
+        .expect(202)
+        .operation();
+    assert_eq!(wait_ready(b, &iid, &op, &ns)["state"], "succeeded");
+    assert!(k
+        .get(&format!("/api/v1/namespaces/{ns}/services/{name}-metrics"))
+        .is_some());
+
+    let update = json!({
+        "service_id": plan.service_id,
+        "plan_id": plan.plan_id,
+        "parameters": {"replicas": 2, "metrics": false},
+        "context": {"platform": "kubernetes", "namespace": ns, "clusterid": "e2e"},
+    });
+    let op = b.update(&iid, &update, true).expect(202).operation();
+    let done = wait_ready(b, &iid, &op, &ns);
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let deployment = k
+        .get(&format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}"))
+        .expect("deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert_eq!(deployment["status"]["availableReplicas"], 2);
+    assert!(
+        k.get(&format!("/api/v1/namespaces/{ns}/services/{name}-metrics"))
+            .is_none(),
+        "an object the update no longer renders is deleted"
+    );
+    assert_eq!(
+        b.fetch_instance(&iid).expect(200).json["parameters"]["replicas"],
+        2
+    );
+    deprovision_and_wait(b, &iid, &plan);
+}
+
+#[test]
+fn a_deployment_past_its_progress_deadline_fails_the_provision_with_the_reason() {
+    let b = broker();
+    let plan = plan(b, "cache");
+    let ns = namespace();
+    let iid = new_id();
+    let op = b
+        .provision(
+            &iid,
+            &body(&plan, Some(&ns), json!({"progress_deadline": 1})),
+            true,
+        )
+        .expect(202)
+        .operation();
+    // Nobody plays the kubelet: the deployment controller gives up after 1 s.
+    let failed = b.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed", "{}", failed.body);
+    let description = failed.json["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("timed out progressing") && description.contains("Deployment"),
+        "{description}"
+    );
+    deprovision_and_wait(b, &iid, &plan);
+}
+
+#[test]
+fn a_stateful_set_gets_a_namespace_of_its_own_that_deprovision_deletes() {
+    let b = broker();
+    let k = kube();
+    let plan = plan(b, "database");
+    let iid = new_id();
+    let ns = format!("osb-{iid}");
+    let op = b
+        .provision(&iid, &body(&plan, None, json!({})), true)
+        .expect(202)
+        .operation();
+    let namespace = eventually("the instance namespace", WAIT, || {
+        k.get(&format!("/api/v1/namespaces/{ns}"))
+    });
+    assert_eq!(
+        namespace["metadata"]["labels"]["osb.spin-osb.dev/instance"],
+        iid.as_str()
+    );
+    let in_progress = b.instance_last_operation(&iid, Some(&op)).expect(200);
+    assert_eq!(
+        in_progress.json["state"], "in progress",
+        "{}",
+        in_progress.body
+    );
+    assert!(
+        in_progress.json["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("StatefulSet"),
+        "{}",
+        in_progress.body
+    );
+    assert_eq!(wait_ready(b, &iid, &op, &ns)["state"], "succeeded");
+
+    let bid = new_id();
+    let bind_body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id});
+    let bound = b.bind(&iid, &bid, &bind_body, false).expect(201);
+    assert_eq!(
+        bound.json["credentials"]["host"],
+        format!("db-0.db.{ns}.svc")
+    );
+    assert_eq!(bound.json["credentials"]["port"], "5432");
+    b.unbind(&iid, &bid, &plan, false).expect(200);
+
+    deprovision_and_wait(b, &iid, &plan);
+    assert!(k.get(&format!("/api/v1/namespaces/{ns}")).is_none());
+}
+
+#[test]
+fn a_custom_resource_follows_the_plans_readiness_rules() {
+    let b = broker();
+    let k = kube();
+    k.apply(
+        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/caches.test.spin-osb.dev",
+        json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "caches.test.spin-osb.dev"},
+            "spec": {
+                "group": "test.spin-osb.dev",
+                "scope": "Namespaced",
+                "names": {"plural": "caches", "singular": "cache", "kind": "Cache"},
+                "versions": [{
+                    "name": "v1", "served": true, "storage": true,
+                    "subresources": {"status": {}},
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}
+                }]
+            }
+        }),
+    );
+    eventually("the CRD to be served", WAIT, || {
+        k.raw("GET", "/apis/test.spin-osb.dev/v1", None)
+            .filter(|(s, _)| *s == 200)
+    });
+    let plan = plan(b, "custom");
+
+    // Ready once the declared condition holds.
+    let iid = new_id();
+    let path = format!("/apis/test.spin-osb.dev/v1/namespaces/osb-{iid}/caches/cache");
+    let op = b
+        .provision(&iid, &body(&plan, None, json!({})), true)
+        .expect(202)
+        .operation();
+    eventually("the custom resource", WAIT, || k.get(&path));
+    let pending = b.instance_last_operation(&iid, Some(&op)).expect(200);
+    assert_eq!(pending.json["state"], "in progress");
+    k.patch_status(
+        &path,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "False"}]}),
+    );
+    let still = b.instance_last_operation(&iid, Some(&op)).expect(200);
+    assert_eq!(
+        still.json["state"], "in progress",
+        "both parts of the rule must hold"
+    );
+    k.patch_status(
+        &path,
+        json!({"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}),
+    );
+    let done = b.wait_instance_operation(&iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
+    deprovision_and_wait(b, &iid, &plan);
+
+    // Failed, with the resource's own message, once the failure rule holds.
+    let iid = new_id();
+    let path = format!("/apis/test.spin-osb.dev/v1/namespaces/osb-{iid}/caches/cache");
+    let op = b
+        .provision(&iid, &body(&plan, None, json!({})), true)
+        .expect(202)
+        .operation();
+    eventually("the custom resource", WAIT, || k.get(&path));
+    k.patch_status(
+        &path,
+        json!({"phase": "Failed", "message": "out of memory"}),
+    );
+    let failed = b.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed", "{}", failed.body);
+    assert!(failed.json["description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("out of memory"));
+    deprovision_and_wait(b, &iid, &plan);
+}
+
+#[test]
+fn an_existing_object_the_instance_does_not_own_is_a_conflict_not_adopted() {
+    let b = broker();
+    let k = kube();
+    let plan = plan(b, "cache");
+    let ns = namespace();
+    let iid = new_id();
+    let name = format!("cache-{}", short(&iid));
+    k.apply(
+        &format!("/api/v1/namespaces/{ns}/secrets/{name}"),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "stringData": {"password": "theirs"}}),
+    );
+    let op = b
+        .provision(&iid, &body(&plan, Some(&ns), json!({})), true)
+        .expect(202)
+        .operation();
+    let failed = b.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed", "{}", failed.body);
+    assert!(
+        failed.json["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not managed by"),
+        "{}",
+        failed.body
+    );
+    // Deprovision leaves the foreign object alone.
+    deprovision_and_wait(b, &iid, &plan);
+    let secret = k
+        .get(&format!("/api/v1/namespaces/{ns}/secrets/{name}"))
+        .expect("still there");
+    assert!(secret["metadata"]["annotations"]
+        .get("osb.spin-osb.dev/instance-id")
+        .is_none());
+}
+
+#[test]
+fn a_token_without_rbac_grants_fails_the_operation_with_the_apis_reason() {
+    let b = broker_with_token(&cluster().restricted_token);
+    let plan = plan(&b, "database");
+    let iid = new_id();
+    let op = b
+        .provision(&iid, &body(&plan, None, json!({})), true)
+        .expect(202)
+        .operation();
+    let failed = b.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed", "{}", failed.body);
+    let description = failed.json["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("403") && description.contains("forbidden"),
+        "{description}"
+    );
+    assert!(
+        !b.output.text().contains(&cluster().restricted_token),
+        "tokens are never logged"
+    );
+}

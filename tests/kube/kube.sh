@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A real, single-machine Kubernetes control plane for the test suites: Debian's etcd-server,
+# and kube-apiserver + kube-controller-manager v1.20.2 built from Debian's own `kubernetes`
+# source package by build-kube-apiserver.sh (once, into the cache). Loopback only.
+# No kubelet and no scheduler run: tests play the kubelet by patching pod status.
+#
+#   kube.sh build                 build the binaries into the cache (idempotent, ~10 min once)
+#   kube.sh start                 start etcd + apiserver + controller-manager (reuses a healthy one)
+#   kube.sh stop                  stop them
+#   kube.sh apiserver PORT        run one more apiserver on PORT in the foreground, same etcd
+#                                 and credentials (tests kill and restart it)
+#
+# After `start`, $RUN/env holds KUBE_API_URL, KUBE_CA_FILE, KUBE_ADMIN_TOKEN,
+# KUBE_RESTRICTED_TOKEN (authenticated, no RBAC grants) and KUBE_BROKER_TOKEN (the identity
+# of infra/kubernetes' ServiceAccount spin-osb/spin-osb, with whatever RBAC that grants).
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+BIN="${KUBE_BIN_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spin-osb/k8s/bin}"
+RUN="${KUBE_RUN_DIR:-${TMPDIR:-/tmp}/spin-osb-kube-$(id -u)}"
+ETCD_PORT="${ETCD_PORT:-23790}"
+SECURE_PORT="${KUBE_SECURE_PORT:-16443}"
+ADMIN_TOKEN=spin-osb-test-admin
+RESTRICTED_TOKEN=spin-osb-test-restricted
+BROKER_TOKEN=spin-osb-test-broker
+
+ready() {
+  curl -fsS --max-time 2 --cacert "$RUN/pki/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
+    "https://127.0.0.1:$1/readyz" >/dev/null 2>&1
+}
+
+pki() {
+  mkdir -p "$RUN/pki"
+  cd "$RUN/pki"
+  [ -f ca.crt ] && [ -f tokens.csv ] && return 0
+  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=spin-osb-test-ca" 2>/dev/null
+  openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' > san.ext
+  openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile san.ext 2>/dev/null
+  openssl genrsa -out sa.key 2048 2>/dev/null
+  openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+  {
+    echo "$ADMIN_TOKEN,admin,admin,system:masters"
+    echo "$RESTRICTED_TOKEN,restricted,restricted"
+    echo "$BROKER_TOKEN,system:serviceaccount:spin-osb:spin-osb,spin-osb-sa,\"system:serviceaccounts,system:serviceaccounts:spin-osb\""
+  } > tokens.csv
+}
+
+apiserver_args() {
+  echo --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --secure-port "$1" \
+    --tls-cert-file "$RUN/pki/apiserver.crt" --tls-private-key-file "$RUN/pki/apiserver.key" \
+    --client-ca-file "$RUN/pki/ca.crt" --token-auth-file "$RUN/pki/tokens.csv" \
+    --service-account-key-file "$RUN/pki/sa.pub" --service-account-signing-key-file "$RUN/pki/sa.key" \
+    --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
+    --authorization-mode RBAC --service-cluster-ip-range 10.0.0.0/24 --advertise-address 127.0.0.1 \
+    --disable-admission-plugins ServiceAccount --allow-privileged=true
+}
+
+stop() {
+  for p in kcm apiserver etcd; do
+    if [ -f "$RUN/$p.pid" ]; then kill "$(cat "$RUN/$p.pid")" 2>/dev/null || true; rm -f "$RUN/$p.pid"; fi
+  done
+}
+
+start() {
+  [ -x "$BIN/kube-apiserver" ] || "$HERE/build-kube-apiserver.sh" "$BIN" >/dev/null
+  command -v etcd >/dev/null || { echo "etcd is missing (apt-get install etcd-server)" >&2; exit 1; }
+  pki
+  if ready "$SECURE_PORT"; then write_env; echo "$RUN/env"; return 0; fi
+  stop
+  cd "$RUN"
+  rm -rf "$RUN/etcd-data"
+  etcd --name spin-osb-test --data-dir "$RUN/etcd-data" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$((ETCD_PORT+1))" --initial-advertise-peer-urls "http://127.0.0.1:$((ETCD_PORT+1))" \
+    --initial-cluster "spin-osb-test=http://127.0.0.1:$((ETCD_PORT+1))" \
+    --unsafe-no-fsync >"$RUN/etcd.log" 2>&1 &
+  echo $! > "$RUN/etcd.pid"
+  # shellcheck disable=SC2046
+  "$BIN/kube-apiserver" $(apiserver_args "$SECURE_PORT") >"$RUN/apiserver.log" 2>&1 &
+  echo $! > "$RUN/apiserver.pid"
+  cat > "$RUN/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: test
+  cluster: {server: "https://127.0.0.1:$SECURE_PORT", certificate-authority: "$RUN/pki/ca.crt"}
+users:
+- name: admin
+  user: {token: $ADMIN_TOKEN}
+contexts:
+- name: test
+  context: {cluster: test, user: admin, namespace: default}
+current-context: test
+KC
+  for _ in $(seq 1 240); do
+    if ready "$SECURE_PORT"; then
+      "$BIN/kube-controller-manager" --kubeconfig "$RUN/kubeconfig" --leader-elect=false \
+        --port 0 --secure-port 0 \
+        --service-account-private-key-file "$RUN/pki/sa.key" --root-ca-file "$RUN/pki/ca.crt" \
+        --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-pvc-protection,-pv-protection,-csrsigning,-csrapproving,-csrcleaner,-bootstrapsigner,-tokencleaner,-ttl' \
+        >"$RUN/kcm.log" 2>&1 &
+      echo $! > "$RUN/kcm.pid"
+      write_env
+      echo "$RUN/env"
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "kube-apiserver did not become ready; end of its log:" >&2
+  tail -30 "$RUN/apiserver.log" >&2
+  exit 1
+}
+
+write_env() {
+  cat > "$RUN/env" <<ENV
+KUBE_API_URL=https://127.0.0.1:$SECURE_PORT
+KUBE_CA_FILE=$RUN/pki/ca.crt
+KUBE_ADMIN_TOKEN=$ADMIN_TOKEN
+KUBE_RESTRICTED_TOKEN=$RESTRICTED_TOKEN
+KUBE_BROKER_TOKEN=$BROKER_TOKEN
+KUBE_RUN_DIR=$RUN
+KUBE_BIN_DIR=$BIN
+ENV
+}
+
+case "${1:-}" in
+  build) "$HERE/build-kube-apiserver.sh" "$BIN" ;;
+  start) start ;;
+  stop) stop ;;
+  apiserver)
+    pki
+    # shellcheck disable=SC2046
+    exec "$BIN/kube-apiserver" $(apiserver_args "${2:?port}") ;;
+  *) echo "usage: $0 build|start|stop|apiserver PORT" >&2; exit 2 ;;
+esac
