@@ -153,6 +153,14 @@ pub struct Operation {
     /// For failed updates.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_repeatable: Option<bool>,
+    /// Transient backend failures in a row (unreachable API, 5xx, 429): the suggested
+    /// polling interval backs off with it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub transient_failures: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Operation {
@@ -172,6 +180,7 @@ impl Operation {
             retry_after: None,
             instance_usable: None,
             update_repeatable: None,
+            transient_failures: 0,
         }
     }
 

@@ -151,6 +151,15 @@ impl Resource for BindingRecord {
     }
 }
 
+/// `Retry-After` after `failures` transient failures in a row: 5, 10, 20, 40, 60, 60 … s.
+fn transient_backoff(failures: u32) -> u64 {
+    let exponent = failures.saturating_sub(1).min(6);
+    (DEFAULT_RETRY_AFTER << exponent).min(MAX_TRANSIENT_RETRY_AFTER)
+}
+
+/// The longest interval suggested while a backend is unreachable.
+const MAX_TRANSIENT_RETRY_AFTER: u64 = 60;
+
 fn default_done(kind: OperationKind) -> &'static str {
     match kind {
         OperationKind::Provision => "provisioned",
@@ -206,6 +215,8 @@ impl Broker<'_> {
             let result = step(&leased.value).await;
             let mut next = leased.value.clone();
             next.operation_mut().lease_until = None;
+            let failures = next.operation().transient_failures;
+            next.operation_mut().transient_failures = 0;
             match result {
                 Ok(Step::Done(done)) => next.conclude(Outcome::Done(done)),
                 Ok(Step::InProgress {
@@ -222,9 +233,12 @@ impl Broker<'_> {
                     next.conclude(Outcome::Failed(description))
                 }
                 Err(BackendError::Transient(message)) => {
+                    // Never fails the operation (only its deadline does); the suggested
+                    // interval doubles up to a minute while the backend stays away.
                     let op = next.operation_mut();
+                    op.transient_failures = failures.saturating_add(1);
                     op.description = Some(format!("waiting for the backend: {message}"));
-                    op.retry_after = Some(DEFAULT_RETRY_AFTER);
+                    op.retry_after = Some(transient_backoff(op.transient_failures));
                 }
             }
             // If this CAS fails, a newer operation (e.g. a deprovision during provisioning)
@@ -389,5 +403,14 @@ fn deletion_response(operation: &Operation, asynchronous: bool) -> Result<OsbRes
             error.instance_usable = operation.instance_usable;
             Err(error)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn transient_failures_back_off_to_a_minute() {
+        let intervals: Vec<u64> = (1..=7).map(super::transient_backoff).collect();
+        assert_eq!(intervals, [5, 10, 20, 40, 60, 60, 60]);
     }
 }

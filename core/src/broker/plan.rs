@@ -41,7 +41,8 @@ pub struct PlanInfo<'c> {
     pub binding_rotatable: bool,
     /// Plan `maintenance_info.version`.
     pub maintenance_version: Option<String>,
-    /// Plan `maximum_polling_duration` in seconds.
+    /// Seconds after which an unfinished operation fails: the plan's
+    /// `maximum_polling_duration`, else the backend's default.
     pub maximum_polling_duration: Option<u64>,
     /// The plan's backend.
     pub backend: &'c Backend,
@@ -70,7 +71,9 @@ impl<'c> PlanInfo<'c> {
             allow_context_updates: view.allow_context_updates(),
             binding_rotatable: view.binding_rotatable(),
             maintenance_version: view.maintenance_info().map(|m| m.version.clone()),
-            maximum_polling_duration: view.maximum_polling_duration(),
+            maximum_polling_duration: view
+                .maximum_polling_duration()
+                .or_else(|| view.backend().default_deadline_seconds()),
             backend: view.backend(),
             view,
         })

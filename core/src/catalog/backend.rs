@@ -31,6 +31,15 @@ impl Backend {
         }
     }
 
+    /// How long an operation may run when the plan sets no `maximum_polling_duration`:
+    /// backends that wait on an external system must still end every operation.
+    pub fn default_deadline_seconds(&self) -> Option<u64> {
+        match self {
+            Backend::Credentials(_) => None,
+            Backend::Kubernetes(_) => Some(3_600),
+        }
+    }
+
     /// Backend-specific checks at load time; `path` is the path of the `backend` field.
     pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
         match self {

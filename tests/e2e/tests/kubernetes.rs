@@ -493,3 +493,51 @@ fn a_token_without_rbac_grants_fails_the_operation_with_the_apis_reason() {
         "tokens are never logged"
     );
 }
+
+/// The shipped catalog's Kubernetes plans (catalog/kubernetes-*.yaml) against the cluster.
+#[test]
+fn the_default_catalogs_kubernetes_plans_provision_bind_and_deprovision() {
+    let c = cluster();
+    let dir = tempfile::tempdir().expect("tmp");
+    let b = Broker::start_with_options(c.broker_options(
+        &repo_root().join("catalog"),
+        &c.api_url,
+        &c.admin_token,
+        dir.path(),
+    ));
+    let k = kube();
+    for (service, plan_name, expected_keys) in [
+        ("redis", "small", vec!["host", "password", "port", "uri"]),
+        ("redis", "ha", vec!["host", "password", "port", "replicas_host", "uri"]),
+        ("postgresql", "small", vec!["database", "host", "password", "port", "uri", "username"]),
+    ] {
+        let plan = b
+            .catalog()
+            .plans()
+            .into_iter()
+            .find(|p| p.name == plan_name && p.service["name"] == service)
+            .unwrap_or_else(|| panic!("{service}/{plan_name} in catalog/"));
+        let iid = new_id();
+        let ns = format!("osb-{iid}");
+        let op = b
+            .provision(&iid, &body(&plan, None, json!({})), true)
+            .expect(202)
+            .operation();
+        let done = wait_ready(&b, &iid, &op, &ns);
+        assert_eq!(done["state"], "succeeded", "{service}/{plan_name}: {done}");
+
+        let bid = new_id();
+        let bind_body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id});
+        let bound = b.bind(&iid, &bid, &bind_body, false).expect(201);
+        let credentials = bound.json["credentials"].as_object().expect("credentials");
+        let mut keys: Vec<&str> = credentials.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, expected_keys, "{service}/{plan_name}");
+        assert!(credentials["password"].as_str().is_some_and(|p| p.len() >= 32));
+        assert!(credentials["host"].as_str().unwrap().contains(&ns));
+        b.unbind(&iid, &bid, &plan, false).expect(200);
+
+        deprovision_and_wait(&b, &iid, &plan);
+        assert!(k.get(&format!("/api/v1/namespaces/{ns}")).is_none(), "{service}/{plan_name}");
+    }
+}
