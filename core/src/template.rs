@@ -110,6 +110,11 @@ pub enum Scope {
     /// A binding template that also reads live objects: [`Scope::Binding`] plus `sources`
     /// (the Kubernetes backend's binding credentials).
     BindingWithSources,
+    /// A BOSH deployment manifest: [`Scope::Instance`] plus `deployment_name`.
+    BoshInstance,
+    /// BOSH binding credentials: [`Scope::Binding`] plus `deployment_name` and `instances`
+    /// (IP addresses per instance group).
+    BoshBinding,
 }
 
 impl Scope {
@@ -155,10 +160,41 @@ impl Scope {
             "uuid",
             "sources",
         ];
+        const BOSH_INSTANCE: &[&str] = &[
+            "instance_id",
+            "service",
+            "plan",
+            "parameters",
+            "context",
+            "organization_guid",
+            "space_guid",
+            "namespace",
+            "secret",
+            "uuid",
+            "deployment_name",
+        ];
+        const BOSH_BINDING: &[&str] = &[
+            "instance_id",
+            "binding_id",
+            "instance_parameters",
+            "service",
+            "plan",
+            "parameters",
+            "context",
+            "organization_guid",
+            "space_guid",
+            "namespace",
+            "secret",
+            "uuid",
+            "deployment_name",
+            "instances",
+        ];
         match self {
             Scope::Instance => INSTANCE,
             Scope::Binding => BINDING,
             Scope::BindingWithSources => BINDING_WITH_SOURCES,
+            Scope::BoshInstance => BOSH_INSTANCE,
+            Scope::BoshBinding => BOSH_BINDING,
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::kv::Kv;
 use crate::outbound::{Config, HttpClient};
 use crate::state::{BindingRecord, InstanceRecord, OperationKind};
 
+pub mod bosh;
 pub mod credentials;
 pub mod kubernetes;
 
@@ -45,6 +46,9 @@ pub struct StepInput<'a> {
     pub binding: Option<&'a BindingRecord>,
     /// The backend state from the previous step; `null` on the first call.
     pub state: &'a Value,
+    /// The operation's id: unique, and already stored before the first step, so a backend
+    /// can tag external work with it and find that work again after a crash.
+    pub operation_id: &'a str,
     /// Unix seconds.
     pub now: u64,
 }
@@ -101,6 +105,8 @@ pub enum AnyBackend<'a> {
     Credentials(credentials::Credentials<'a>),
     /// Objects in a Kubernetes cluster.
     Kubernetes(kubernetes::Kubernetes<'a>),
+    /// A BOSH deployment.
+    Bosh(bosh::Bosh<'a>),
 }
 
 /// Picks the backend declared by the plan's `backend.type`.
@@ -116,6 +122,7 @@ pub fn for_plan<'a>(
         Backend::Kubernetes(c) => {
             AnyBackend::Kubernetes(kubernetes::Kubernetes::new(c, catalog, services))
         }
+        Backend::Bosh(c) => AnyBackend::Bosh(bosh::Bosh::new(c, catalog, services)),
     }
 }
 
@@ -125,6 +132,18 @@ impl AnyBackend<'_> {
         match self {
             AnyBackend::Credentials(b) => b.is_async(kind),
             AnyBackend::Kubernetes(b) => b.is_async(kind),
+            AnyBackend::Bosh(b) => b.is_async(kind),
+        }
+    }
+
+    /// Why a new operation on the instance cannot start now (answered with 422
+    /// ConcurrencyError before anything is stored), if the backend knows of a reason.
+    pub async fn busy(&self, kind: OperationKind, instance_id: &str, now: u64) -> Option<String> {
+        match (self, kind) {
+            (AnyBackend::Bosh(b), OperationKind::Provision | OperationKind::Update) => {
+                b.busy(instance_id, now).await
+            }
+            _ => None,
         }
     }
 
@@ -133,6 +152,7 @@ impl AnyBackend<'_> {
         match self {
             AnyBackend::Credentials(b) => b.step(input),
             AnyBackend::Kubernetes(b) => b.step(input).await,
+            AnyBackend::Bosh(b) => b.step(input).await,
         }
     }
 }

@@ -342,6 +342,7 @@ impl Broker<'_> {
                 context: &binding.context,
                 binding: Some(binding),
                 state: &binding.operation.backend,
+                operation_id: &binding.operation.id,
                 now: self.env.now(),
             };
             for_plan(plan.backend, self.catalog, self.services())

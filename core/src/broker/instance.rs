@@ -272,6 +272,12 @@ impl Broker<'_> {
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
         }
+        if let Some(reason) = backend
+            .busy(OperationKind::Update, instance_id, self.env.now())
+            .await
+        {
+            return Err(OsbError::concurrency(reason));
+        }
         let mut next = current.clone();
         let mut operation = Operation::start(
             OperationKind::Update,
@@ -469,6 +475,7 @@ impl Broker<'_> {
                 context,
                 binding: None,
                 state: &operation.backend,
+                operation_id: &operation.id,
                 now: self.env.now(),
             };
             for_plan(plan.backend, self.catalog, self.services())

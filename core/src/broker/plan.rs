@@ -130,6 +130,7 @@ impl<'c> PlanInfo<'c> {
         let rendered = match self.backend {
             Backend::Credentials(config) => config.render_dashboard_url(&ctx),
             Backend::Kubernetes(config) => config.render_dashboard_url(&ctx),
+            Backend::Bosh(config) => config.render_dashboard_url(&ctx),
         };
         rendered.map_err(|e| {
             OsbError::bad_request(format!("cannot render the dashboard URL: {}", e.message()))

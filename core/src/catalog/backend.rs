@@ -1,5 +1,5 @@
 //! A plan's `backend:`: how the broker fulfils it. Internally tagged by `type`; each type's
-//! configuration lives in its own module (`credentials`, `kubernetes`).
+//! configuration lives in its own module (`credentials`, `kubernetes`, `bosh`).
 
 use std::fmt;
 
@@ -8,6 +8,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::bosh::BoshBackend;
 use super::credentials::CredentialsBackend;
 use super::error::Problems;
 use super::kubernetes::KubernetesBackend;
@@ -20,6 +21,8 @@ pub enum Backend {
     Credentials(CredentialsBackend),
     /// Objects applied to a Kubernetes cluster through its API.
     Kubernetes(KubernetesBackend),
+    /// A BOSH deployment per instance, through a BOSH director's API.
+    Bosh(BoshBackend),
 }
 
 impl Backend {
@@ -28,6 +31,7 @@ impl Backend {
         match self {
             Backend::Credentials(_) => "credentials",
             Backend::Kubernetes(_) => "kubernetes",
+            Backend::Bosh(_) => "bosh",
         }
     }
 
@@ -37,6 +41,8 @@ impl Backend {
         match self {
             Backend::Credentials(_) => None,
             Backend::Kubernetes(_) => Some(3_600),
+            // Deploys take minutes to hours; the director's own task timeouts apply too.
+            Backend::Bosh(_) => Some(86_400),
         }
     }
 
@@ -45,6 +51,7 @@ impl Backend {
         match self {
             Backend::Credentials(config) => config.validate(plan, path, problems),
             Backend::Kubernetes(config) => config.validate(plan, path, problems),
+            Backend::Bosh(config) => config.validate(plan, path, problems),
         }
     }
 }
@@ -55,6 +62,7 @@ impl Backend {
 enum BackendType {
     Credentials,
     Kubernetes,
+    Bosh,
 }
 
 impl BackendType {
@@ -66,6 +74,7 @@ impl BackendType {
             BackendType::Kubernetes => {
                 KubernetesBackend::deserialize(config).map(Backend::Kubernetes)
             }
+            BackendType::Bosh => BoshBackend::deserialize(config).map(Backend::Bosh),
         }
     }
 }

@@ -69,6 +69,7 @@
 //! and below `maximum_polling_duration`.
 
 mod backend;
+mod bosh;
 mod credentials;
 mod error;
 mod kubernetes;
@@ -82,6 +83,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 pub use backend::Backend;
+pub use bosh::BoshBackend;
 pub use credentials::CredentialsBackend;
 pub use error::{CatalogError, Problem};
 pub use kubernetes::{

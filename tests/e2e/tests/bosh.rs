@@ -1,0 +1,483 @@
+//! The BOSH backend end to end: `spin-osb up` with the BOSH test catalog
+//! (tests/catalogs/bosh) against the BOSH director *simulator* (tests/bosh-director-sim),
+//! over HTTPS with the simulator's CA in the runtime config's `client_tls`.
+
+use std::time::Duration;
+
+use bosh_director_sim::{
+    AuthKind, DropPoint, HoldAt, SimConfig, Simulator, TaskFailure, TaskKind, TaskState,
+};
+use spin_osb_e2e::kube::{eventually, KUBE_COMPONENTS};
+use spin_osb_e2e::{json, new_id, repo_root, Broker, Options, Plan, Value};
+
+const CLIENT: &str = "spin-osb";
+const SECRET: &str = "director-client-secret";
+
+struct Setup {
+    sim: Simulator,
+    broker: Broker,
+    _dir: tempfile::TempDir,
+}
+
+fn setup(config: SimConfig) -> Setup {
+    let sim = Simulator::start(config.with_tls());
+    let dir = tempfile::tempdir().expect("tmp");
+    let ca = dir.path().join("director-ca.pem");
+    std::fs::write(&ca, sim.ca_pem().expect("ca")).expect("ca file");
+    let host = sim.base_url().trim_start_matches("https://").to_string();
+    let ids = KUBE_COMPONENTS
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let runtime_config = dir.path().join("runtime-config.toml");
+    std::fs::write(
+        &runtime_config,
+        format!(
+            "[[client_tls]]\ncomponent_ids = [{ids}]\nhosts = [{host:?}]\nca_roots_file = {:?}\n",
+            ca.display().to_string()
+        ),
+    )
+    .expect("runtime config");
+    let options = Options {
+        catalog: Some(repo_root().join("tests/catalogs/bosh")),
+        runtime_config: Some(runtime_config),
+        ..Options::default()
+    }
+    .env("SPIN_VARIABLE_BOSH_DIRECTOR_URL", sim.base_url())
+    .env("SPIN_VARIABLE_BOSH_UAA_URL", sim.base_url())
+    .env("SPIN_VARIABLE_BOSH_CLIENT", CLIENT)
+    .env("SPIN_VARIABLE_BOSH_CLIENT_SECRET", SECRET);
+    let broker = Broker::start_with_options(options);
+    Setup {
+        sim,
+        broker,
+        _dir: dir,
+    }
+}
+
+fn uaa() -> SimConfig {
+    SimConfig::uaa(CLIENT, SECRET, Duration::from_secs(3600))
+}
+
+fn plan(b: &Broker, name: &str) -> Plan {
+    b.catalog().plan_named(name).expect("plan")
+}
+
+fn provision_body(plan: &Plan, parameters: Value) -> Value {
+    json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+        "context": {"platform": "cloudfoundry", "organization_guid": "o", "space_guid": "s"},
+        "parameters": parameters})
+}
+
+fn deployment(iid: &str) -> String {
+    format!("service-instance_{iid}")
+}
+
+fn provisioned(s: &Setup, plan: &Plan, iid: &str) {
+    let op = s
+        .broker
+        .provision(iid, &provision_body(plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let done = s.broker.wait_instance_operation(iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
+}
+
+fn deprovisioned(s: &Setup, plan: &Plan, iid: &str) {
+    let op = s
+        .broker
+        .deprovision(iid, plan, true)
+        .expect(202)
+        .operation();
+    let last = s.broker.wait_instance_operation(iid, &op);
+    assert!(
+        last.status == 410 || last.json["state"] == "succeeded",
+        "{}",
+        last.body
+    );
+    assert_eq!(s.broker.instance_last_operation(iid, Some(&op)).status, 410);
+}
+
+/// A request to the simulator as another director client would make it (an operator's
+/// `bosh` CLI): basic auth with the test client.
+fn foreign_call(sim: &Simulator, method: &str, path: &str, content_type: &str, body: &str) -> u16 {
+    let ca = reqwest::Certificate::from_pem(sim.ca_pem().unwrap().as_bytes()).unwrap();
+    let client = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .add_root_certificate(ca)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let token: Value = client
+        .post(format!("{}/uaa/oauth/token", sim.base_url()))
+        .basic_auth(CLIENT, Some(SECRET))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+    client
+        .request(method, format!("{}{path}", sim.base_url()))
+        .header(
+            "authorization",
+            format!("bearer {}", token["access_token"].as_str().unwrap()),
+        )
+        .header("content-type", content_type)
+        .body(body.to_string())
+        .send()
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn a_deployment_goes_through_its_whole_lifecycle_with_errands_on_uaa() {
+    let s = setup(uaa());
+    let b = &s.broker;
+    let plan = plan(b, "redis");
+    let iid = new_id();
+    let name = deployment(&iid);
+
+    let op = b
+        .provision(
+            &iid,
+            &provision_body(&plan, json!({"maxmemory": "no\nkind: evil"})),
+            true,
+        )
+        .expect(202)
+        .operation();
+    let done = b.wait_instance_operation(&iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
+
+    // One deploy, then the post-deploy errand, both tagged with the operation id.
+    let tasks: Vec<_> = s
+        .sim
+        .tasks()
+        .into_iter()
+        .filter(|t| t.deployment.as_deref() == Some(name.as_str()))
+        .collect();
+    let kinds: Vec<TaskKind> = tasks.iter().map(|t| t.kind).collect();
+    assert_eq!(
+        kinds,
+        [TaskKind::UpdateDeployment, TaskKind::RunErrand],
+        "{tasks:?}"
+    );
+    assert!(tasks.iter().all(|t| t.context_id == op), "{tasks:?}");
+    let posted = s
+        .sim
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "POST" && r.path == "/deployments")
+        .expect("a deploy request");
+    assert_eq!(posted.content_type.as_deref(), Some("text/yaml"));
+    assert_eq!(posted.auth, AuthKind::Bearer);
+    let info = s.sim.deployment(&name).expect("deployment");
+    assert_eq!(info.post_count, 1);
+    let manifest: Value = serde_json::from_str(info.manifest.as_deref().unwrap()).unwrap();
+    assert_eq!(manifest["name"], name.as_str());
+    // A parameter that looks like YAML stays one string value in the manifest.
+    assert_eq!(
+        manifest["instance_groups"][0]["jobs"][0]["properties"]["maxmemory"],
+        "no\nkind: evil"
+    );
+    assert_eq!(
+        s.sim.token_grants(),
+        1,
+        "the UAA token is cached in the store"
+    );
+
+    // Bind: asynchronous, addresses from the vms task.
+    let bid = new_id();
+    let bind_body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id});
+    let bop = b.bind(&iid, &bid, &bind_body, true).expect(202).operation();
+    let bound = b.wait_binding_operation(&iid, &bid, &bop);
+    assert_eq!(bound.json["state"], "succeeded", "{}", bound.body);
+    let credentials = b.fetch_binding(&iid, &bid).expect(200).json["credentials"].clone();
+    let mut redis: Vec<_> = info
+        .instances
+        .iter()
+        .filter(|i| i.group == "redis")
+        .collect();
+    redis.sort_by_key(|i| i.index);
+    assert_eq!(credentials["host"], redis[0].ip.as_str());
+    assert_eq!(
+        credentials["hosts"],
+        redis
+            .iter()
+            .map(|i| i.ip.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    assert_eq!(credentials["deployment"], name.as_str());
+    assert_eq!(
+        credentials["password"],
+        manifest["instance_groups"][0]["jobs"][0]["properties"]["password"]
+    );
+    b.unbind(&iid, &bid, &plan, true).expect(200);
+
+    // Update: deploys again (secrets unchanged), errand again.
+    let update = json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+        "parameters": {"instances": 3}});
+    let uop = b.update(&iid, &update, true).expect(202).operation();
+    let updated = b.wait_instance_operation(&iid, &uop);
+    assert_eq!(updated.json["state"], "succeeded", "{}", updated.body);
+    let info = s.sim.deployment(&name).unwrap();
+    assert_eq!(info.post_count, 2);
+    let manifest2: Value = serde_json::from_str(info.manifest.as_deref().unwrap()).unwrap();
+    assert_eq!(manifest2["instance_groups"][0]["instances"], 3);
+    assert_eq!(
+        manifest2["instance_groups"][0]["jobs"][0]["properties"]["password"],
+        manifest["instance_groups"][0]["jobs"][0]["properties"]["password"],
+        "generated secrets are stable across updates"
+    );
+
+    // Deprovision: the pre-delete errand, then the delete.
+    let before = s.sim.tasks().len();
+    deprovisioned(&s, &plan, &iid);
+    let kinds: Vec<TaskKind> = s.sim.tasks()[before..].iter().map(|t| t.kind).collect();
+    assert_eq!(kinds, [TaskKind::RunErrand, TaskKind::DeleteDeployment]);
+    assert!(s.sim.deployment(&name).is_none());
+}
+
+#[test]
+fn basic_auth_directors_get_basic_credentials() {
+    let s = setup(SimConfig::basic(CLIENT, SECRET));
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    provisioned(&s, &plan, &iid);
+    let authenticated: Vec<_> = s
+        .sim
+        .requests()
+        .into_iter()
+        .filter(|r| r.path != "/info")
+        .collect();
+    assert!(!authenticated.is_empty());
+    assert!(authenticated
+        .iter()
+        .all(|r| r.auth == AuthKind::Basic && r.authenticated));
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn a_failing_errand_fails_the_operation_although_its_task_is_done() {
+    let s = setup(uaa());
+    s.sim.set_errand_exit_code("smoke-tests", 1);
+    let plan = plan(&s.broker, "redis");
+    let iid = new_id();
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let failed = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed", "{}", failed.body);
+    let description = failed.json["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("smoke-tests") && description.contains("exit code 1"),
+        "{description}"
+    );
+    let errand = s
+        .sim
+        .tasks()
+        .into_iter()
+        .find(|t| t.kind == TaskKind::RunErrand)
+        .unwrap();
+    assert_eq!(
+        errand.state,
+        TaskState::Done,
+        "the director reports the errand task done"
+    );
+    s.sim.set_errand_exit_code("smoke-tests", 0);
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn a_task_that_errors_fails_the_operation_with_its_result() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    s.sim.fail_next_tasks(
+        TaskFailure::error(1, "Failed to compile package redis").for_deployment(&deployment(&iid)),
+    );
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let failed = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed");
+    assert!(failed.json["description"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("Failed to compile package redis"));
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn an_update_while_a_director_task_runs_is_a_concurrency_error() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    provisioned(&s, &plan, &iid);
+    // An operator starts something on the deployment (a recreate) and it is still running.
+    s.sim.hold_tasks(HoldAt::Processing);
+    let status = foreign_call(
+        &s.sim,
+        "PUT",
+        &format!("/deployments/{}/jobs/*?state=recreate", deployment(&iid)),
+        "text/yaml",
+        "",
+    );
+    assert!(status == 302 || status == 303, "{status}");
+    let update = json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+        "parameters": {"e2e": 1}});
+    let refused = s
+        .broker
+        .update(&iid, &update, true)
+        .expect_error_code(422, "ConcurrencyError");
+    assert!(refused.body.contains("director task"), "{}", refused.body);
+    assert_eq!(s.sim.deployment(&deployment(&iid)).unwrap().post_count, 1);
+    s.sim.release_tasks();
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn a_lost_deploy_response_is_recovered_by_context_id_without_a_second_deploy() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    // The director creates the task, but the broker never learns its id (as if it had
+    // crashed between posting and persisting).
+    s.sim
+        .drop_next_requests(1, Some("/deployments"), DropPoint::AfterProcessing);
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let done = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
+    assert!(
+        s.sim
+            .requests()
+            .iter()
+            .any(|r| r.method == "POST" && r.path == "/deployments" && r.status.is_none()),
+        "the deploy's response must have been lost"
+    );
+    assert_eq!(
+        s.sim.deployment(&deployment(&iid)).unwrap().post_count,
+        1,
+        "the deploy must not be posted twice"
+    );
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn the_broker_killed_mid_operation_resumes_it_from_the_store() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "redis");
+    let iid = new_id();
+    s.sim.hold_tasks(HoldAt::Processing);
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    s.broker.kill9();
+    s.sim.release_tasks();
+    s.broker.restart();
+    let done = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
+    assert_eq!(s.sim.deployment(&deployment(&iid)).unwrap().post_count, 1);
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn an_expired_token_is_renewed_once_and_the_operation_continues() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    s.sim.hold_tasks(HoldAt::Processing);
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let grants = s.sim.token_grants();
+    s.sim.expire_tokens();
+    let poll = s
+        .broker
+        .instance_last_operation(&iid, Some(&op))
+        .expect(200);
+    assert_eq!(poll.json["state"], "in progress", "{}", poll.body);
+    assert_eq!(
+        s.sim.token_grants(),
+        grants + 1,
+        "one new token after the 401"
+    );
+    s.sim.release_tasks();
+    let done = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn an_unreachable_director_delays_the_operation_but_does_not_fail_it() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    s.sim.hold_tasks(HoldAt::Processing);
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    s.sim.go_down();
+    for _ in 0..3 {
+        let poll = s
+            .broker
+            .instance_last_operation(&iid, Some(&op))
+            .expect(200);
+        assert_eq!(poll.json["state"], "in progress", "{}", poll.body);
+        assert!(poll.json["description"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("cannot reach"));
+    }
+    s.sim.come_up().expect("up again");
+    s.sim.release_tasks();
+    let done = eventually("the provision", Duration::from_secs(60), || {
+        let poll = s
+            .broker
+            .instance_last_operation(&iid, Some(&op))
+            .expect(200);
+        (poll.json["state"] != "in progress").then_some(poll.json)
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn deprovisioning_an_already_deleted_deployment_succeeds() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    provisioned(&s, &plan, &iid);
+    let status = foreign_call(
+        &s.sim,
+        "DELETE",
+        &format!("/deployments/{}", deployment(&iid)),
+        "text/plain",
+        "",
+    );
+    assert!(status == 302 || status == 303, "{status}");
+    eventually(
+        "the deployment to be deleted",
+        Duration::from_secs(30),
+        || s.sim.deployment(&deployment(&iid)).is_none().then_some(()),
+    );
+    deprovisioned(&s, &plan, &iid);
+}
