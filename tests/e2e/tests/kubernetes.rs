@@ -508,8 +508,16 @@ fn the_default_catalogs_kubernetes_plans_provision_bind_and_deprovision() {
     let k = kube();
     for (service, plan_name, expected_keys) in [
         ("redis", "small", vec!["host", "password", "port", "uri"]),
-        ("redis", "ha", vec!["host", "password", "port", "replicas_host", "uri"]),
-        ("postgresql", "small", vec!["database", "host", "password", "port", "uri", "username"]),
+        (
+            "redis",
+            "ha",
+            vec!["host", "password", "port", "replicas_host", "uri"],
+        ),
+        (
+            "postgresql",
+            "small",
+            vec!["database", "host", "password", "port", "uri", "username"],
+        ),
     ] {
         let plan = b
             .catalog()
@@ -533,11 +541,16 @@ fn the_default_catalogs_kubernetes_plans_provision_bind_and_deprovision() {
         let mut keys: Vec<&str> = credentials.keys().map(String::as_str).collect();
         keys.sort();
         assert_eq!(keys, expected_keys, "{service}/{plan_name}");
-        assert!(credentials["password"].as_str().is_some_and(|p| p.len() >= 32));
+        assert!(credentials["password"]
+            .as_str()
+            .is_some_and(|p| p.len() >= 32));
         assert!(credentials["host"].as_str().unwrap().contains(&ns));
         b.unbind(&iid, &bid, &plan, false).expect(200);
 
         deprovision_and_wait(&b, &iid, &plan);
-        assert!(k.get(&format!("/api/v1/namespaces/{ns}")).is_none(), "{service}/{plan_name}");
+        assert!(
+            k.get(&format!("/api/v1/namespaces/{ns}")).is_none(),
+            "{service}/{plan_name}"
+        );
     }
 }
