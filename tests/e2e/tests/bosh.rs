@@ -20,6 +20,10 @@ struct Setup {
 }
 
 fn setup(config: SimConfig) -> Setup {
+    setup_with(config, repo_root().join("tests/catalogs/bosh"))
+}
+
+fn setup_with(config: SimConfig, catalog: std::path::PathBuf) -> Setup {
     let sim = Simulator::start(config.with_tls());
     let dir = tempfile::tempdir().expect("tmp");
     let ca = dir.path().join("director-ca.pem");
@@ -40,7 +44,7 @@ fn setup(config: SimConfig) -> Setup {
     )
     .expect("runtime config");
     let options = Options {
-        catalog: Some(repo_root().join("tests/catalogs/bosh")),
+        catalog: Some(catalog),
         runtime_config: Some(runtime_config),
         ..Options::default()
     }
@@ -479,5 +483,32 @@ fn deprovisioning_an_already_deleted_deployment_succeeds() {
         Duration::from_secs(30),
         || s.sim.deployment(&deployment(&iid)).is_none().then_some(()),
     );
+    deprovisioned(&s, &plan, &iid);
+}
+
+/// The shipped catalog's BOSH plan (catalog/redis-bosh.yaml).
+#[test]
+fn the_default_catalogs_bosh_plan_deploys_binds_and_deletes() {
+    let s = setup_with(uaa(), repo_root().join("catalog"));
+    let plan = s
+        .broker
+        .catalog()
+        .plans()
+        .into_iter()
+        .find(|p| p.service["name"] == "redis-dedicated-vm")
+        .expect("the BOSH plan of catalog/");
+    let iid = new_id();
+    provisioned(&s, &plan, &iid);
+    let bid = new_id();
+    let bind_body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id});
+    let bop = s.broker.bind(&iid, &bid, &bind_body, true).expect(202).operation();
+    let bound = s.broker.wait_binding_operation(&iid, &bid, &bop);
+    assert_eq!(bound.json["state"], "succeeded", "{}", bound.body);
+    let credentials = s.broker.fetch_binding(&iid, &bid).expect(200).json["credentials"].clone();
+    let vm = s.sim.deployment(&deployment(&iid)).unwrap().instances;
+    let redis = vm.iter().find(|i| i.group == "redis").expect("a redis VM");
+    assert_eq!(credentials["host"], redis.ip.as_str());
+    assert!(credentials["uri"].as_str().unwrap().starts_with("redis://:"));
+    s.broker.unbind(&iid, &bid, &plan, true).expect(200);
     deprovisioned(&s, &plan, &iid);
 }
