@@ -259,9 +259,61 @@ fn basic_auth_directors_get_basic_credentials() {
         .filter(|r| r.path != "/info")
         .collect();
     assert!(!authenticated.is_empty());
-    assert!(authenticated
+    let bid = new_id();
+    let bind_body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id});
+    let bop = s
+        .broker
+        .bind(&iid, &bid, &bind_body, true)
+        .expect(202)
+        .operation();
+    let bound = s.broker.wait_binding_operation(&iid, &bid, &bop);
+    assert_eq!(bound.json["state"], "succeeded", "{}", bound.body);
+    let host = s.broker.fetch_binding(&iid, &bid).expect(200).json["credentials"]["host"].clone();
+    assert!(
+        host.as_str().is_some_and(|h| h.starts_with("10.244.")),
+        "{host}"
+    );
+    s.broker.unbind(&iid, &bid, &plan, true).expect(200);
+    deprovisioned(&s, &plan, &iid);
+    let requests = s.sim.requests();
+    assert!(requests
         .iter()
+        .filter(|r| r.path != "/info")
         .all(|r| r.auth == AuthKind::Basic && r.authenticated));
+    assert_eq!(
+        s.sim.token_grants(),
+        0,
+        "a basic-auth director is never asked for tokens"
+    );
+}
+
+#[test]
+fn a_lock_failure_fails_the_operation_with_a_retryable_description() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    let name = deployment(&iid);
+    s.sim.fail_next_tasks(
+        TaskFailure::error(
+            1,
+            &format!(
+                "Failed to acquire lock for lock:deployment:{name} uid: 1. Locking task id is 7"
+            ),
+        )
+        .for_deployment(&name),
+    );
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let failed = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed", "{}", failed.body);
+    let description = failed.json["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("lock") && description.contains("retry"),
+        "{description}"
+    );
     deprovisioned(&s, &plan, &iid);
 }
 
@@ -501,14 +553,21 @@ fn the_default_catalogs_bosh_plan_deploys_binds_and_deletes() {
     provisioned(&s, &plan, &iid);
     let bid = new_id();
     let bind_body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id});
-    let bop = s.broker.bind(&iid, &bid, &bind_body, true).expect(202).operation();
+    let bop = s
+        .broker
+        .bind(&iid, &bid, &bind_body, true)
+        .expect(202)
+        .operation();
     let bound = s.broker.wait_binding_operation(&iid, &bid, &bop);
     assert_eq!(bound.json["state"], "succeeded", "{}", bound.body);
     let credentials = s.broker.fetch_binding(&iid, &bid).expect(200).json["credentials"].clone();
     let vm = s.sim.deployment(&deployment(&iid)).unwrap().instances;
     let redis = vm.iter().find(|i| i.group == "redis").expect("a redis VM");
     assert_eq!(credentials["host"], redis.ip.as_str());
-    assert!(credentials["uri"].as_str().unwrap().starts_with("redis://:"));
+    assert!(credentials["uri"]
+        .as_str()
+        .unwrap()
+        .starts_with("redis://:"));
     s.broker.unbind(&iid, &bid, &plan, true).expect(200);
     deprovisioned(&s, &plan, &iid);
 }
