@@ -2613,3 +2613,15 @@ fn a_resent_rotation_answers_200_after_the_predecessor_is_gone() {
     w.env.advance(3600);
     expect(w.put_binding("i1", "new2", rotation2, false), 200);
 }
+
+#[test]
+fn an_instance_whose_plan_left_the_catalog_can_still_be_deprovisioned() {
+    let mut w = world();
+    assert_eq!(w.provision("i-orphan", SYNC).status, 201);
+    let without = CATALOG.replace("id: plan-sync\n", "id: plan-sync-renamed\n");
+    w.catalog = Catalog::from_yaml_documents(&[("catalog.yaml", without.as_str())])
+        .expect("the changed catalog loads");
+    let gone = w.deprovision("i-orphan", SYNC);
+    assert_eq!(gone.status, 200, "{:?}", gone.body);
+    assert_eq!(w.fetch("i-orphan").status, 404);
+}

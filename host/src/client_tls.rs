@@ -39,14 +39,14 @@ impl TlsConfigs {
                 }
                 None => Vec::new(),
             };
-            let roots = roots_with(&system, entry.ca_webpki_roots, &extra).with_context(at)?;
+            let roots = roots_with(&system, entry.ca_webpki_roots(), &extra).with_context(at)?;
             let client_auth = match (&entry.cert_chain_file, &entry.private_key_file) {
                 (Some(chain), Some(key)) => Some((
-                    load_certs(chain).with_context(|| format!("{}.cert_chain_file", at()))?,
-                    load_key(key).with_context(|| format!("{}.private_key_file", at()))?,
+                    load_certs(chain).with_context(|| format!("{}.client_cert_file", at()))?,
+                    load_key(key).with_context(|| format!("{}.client_private_key_file", at()))?,
                 )),
                 (None, None) => None,
-                _ => bail!("{}: cert_chain_file and private_key_file go together", at()),
+                _ => bail!("{}: client_cert_file and client_private_key_file go together", at()),
             };
             entries.push(Entry {
                 component_ids: entry.component_ids.clone(),

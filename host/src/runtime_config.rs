@@ -11,8 +11,9 @@
 //!
 //! [[client_tls]]                  # trust a private CA for some hosts
 //! component_ids = ["kubernetes"]
-//! hosts = ["kube.example:6443"]
-//! ca_roots_file = "kube-ca.pem"
+//! hosts = ["kube.example"]          # Spin: no port (any port); this host also takes host:port
+//! ca_roots_file = "kube-ca.pem"     # also: ca_use_webpki_roots, client_cert_file,
+//!                                   # client_private_key_file (Spin's names)
 //! ```
 //!
 //! Sections Spin knows but this host does not implement are rejected by name.
@@ -58,24 +59,33 @@ pub enum KeyValueStoreConfig {
 pub struct ClientTls {
     /// Components the entry applies to.
     pub component_ids: Vec<String>,
-    /// `host` or `host:port` entries.
+    /// `host` entries (any port, as Spin requires) or `host:port` (this host only).
     pub hosts: Vec<String>,
     /// PEM file with extra trusted CA certificates.
     #[serde(default)]
     pub ca_roots_file: Option<PathBuf>,
-    /// Keep trusting the default roots as well (Spin's default: true).
-    #[serde(default = "default_true")]
-    pub ca_webpki_roots: bool,
+    /// Also trust the default roots. As in Spin: defaults to true unless `ca_roots_file`
+    /// is given.
+    #[serde(default, rename = "ca_use_webpki_roots", alias = "ca_webpki_roots")]
+    pub ca_use_webpki_roots: Option<bool>,
     /// Client certificate chain (PEM) for mutual TLS.
-    #[serde(default)]
+    #[serde(default, rename = "client_cert_file", alias = "cert_chain_file")]
     pub cert_chain_file: Option<PathBuf>,
     /// Client private key (PEM) for mutual TLS.
-    #[serde(default)]
+    #[serde(
+        default,
+        rename = "client_private_key_file",
+        alias = "private_key_file"
+    )]
     pub private_key_file: Option<PathBuf>,
 }
 
-fn default_true() -> bool {
-    true
+impl ClientTls {
+    /// Whether the default roots are trusted too (Spin's rule).
+    pub fn ca_webpki_roots(&self) -> bool {
+        self.ca_use_webpki_roots
+            .unwrap_or(self.ca_roots_file.is_none())
+    }
 }
 
 impl RuntimeConfig {

@@ -334,14 +334,18 @@ impl Broker<'_> {
                 current.service_id, current.plan_id
             )));
         }
-        let plan = self.plan(&current.service_id, &current.plan_id)?;
-        let backend = for_plan(plan.backend, self.catalog, self.services());
+        let (plan_backend, deadline) = match self.plan(&current.service_id, &current.plan_id) {
+            Ok(plan) => (plan.backend, plan.maximum_polling_duration),
+            Err(error) => {
+                let backend = remnant_backend(current).ok_or(error)?;
+                (backend, backend.default_deadline_seconds())
+            }
+        };
+        let backend = for_plan(plan_backend, self.catalog, self.services());
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
-                OperationKind::Update
-                    if !for_plan(plan.backend, self.catalog, self.services())
-                        .is_async(OperationKind::Update) =>
+                OperationKind::Update if !backend.is_async(OperationKind::Update) =>
                 {
                     // An interrupted synchronous update: finish it, then decide again.
                     let stored = self.drive_instance(&key, stored, false).await?;
@@ -367,7 +371,7 @@ impl Broker<'_> {
             OperationKind::Deprovision,
             is_async,
             accepts_incomplete,
-            plan.maximum_polling_duration,
+            deadline,
             async |k: &str, s, asynchronous| self.drive_instance(k, s, asynchronous).await,
         )
         .await
@@ -461,12 +465,20 @@ impl Broker<'_> {
                 }
                 _ => (record.plan_id.as_str(), &record.parameters, &record.context),
             };
-            let plan = self.plan(&record.service_id, plan_id).map_err(|e| {
-                BackendError::Permanent(format!(
-                    "the plan is no longer in the catalog: {}",
-                    e.description
-                ))
-            })?;
+            let backend = match self.plan(&record.service_id, plan_id) {
+                Ok(plan) => plan.backend,
+                // Deleting what an instance of a removed plan still owns.
+                Err(_) if operation.kind == OperationKind::Deprovision => remnant_backend(record)
+                    .ok_or_else(|| {
+                        BackendError::Permanent("the instance's backend is unknown".into())
+                    })?,
+                Err(e) => {
+                    return Err(BackendError::Permanent(format!(
+                        "the plan is no longer in the catalog: {}",
+                        e.description
+                    )))
+                }
+            };
             let input = StepInput {
                 kind: operation.kind,
                 instance: record,
@@ -478,12 +490,24 @@ impl Broker<'_> {
                 operation_id: &operation.id,
                 now: self.env.now(),
             };
-            for_plan(plan.backend, self.catalog, self.services())
+            for_plan(backend, self.catalog, self.services())
                 .step(&input)
                 .await
         })
         .await
     }
+}
+
+/// The backend an instance was provisioned with (recorded in its metadata), configured
+/// only to delete: for instances whose plan has left the catalog.
+fn remnant_backend(record: &InstanceRecord) -> Option<&'static crate::catalog::Backend> {
+    let type_name = record
+        .metadata
+        .attributes
+        .get("backend")
+        .and_then(Value::as_str)
+        .unwrap_or("credentials");
+    crate::catalog::Backend::remnant(type_name)
 }
 
 /// `dashboard_url` and `metadata`, the fields shared by provision and fetch responses.

@@ -35,6 +35,22 @@ impl Backend {
         }
     }
 
+    /// A backend of type `type_name` with an empty configuration, for deleting what an
+    /// instance of a plan that has left the catalog still owns: the Kubernetes backend then
+    /// works from the object references kept in the instance record, the BOSH backend from
+    /// the deployment name (errands are skipped), the credentials backend has nothing to do.
+    pub fn remnant(type_name: &str) -> Option<&'static Backend> {
+        static REMNANTS: std::sync::OnceLock<[Backend; 3]> = std::sync::OnceLock::new();
+        let remnants = REMNANTS.get_or_init(|| {
+            [
+                Backend::Credentials(CredentialsBackend::default()),
+                Backend::Kubernetes(KubernetesBackend::default()),
+                Backend::Bosh(BoshBackend::default()),
+            ]
+        });
+        remnants.iter().find(|b| b.type_name() == type_name)
+    }
+
     /// How long an operation may run when the plan sets no `maximum_polling_duration`:
     /// backends that wait on an external system must still end every operation.
     pub fn default_deadline_seconds(&self) -> Option<u64> {

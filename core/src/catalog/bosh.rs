@@ -30,7 +30,7 @@ use super::PlanView;
 use crate::template::{self, Scope, TemplateContext, TemplateError};
 
 /// Configuration of the BOSH backend.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoshBackend {
     /// The deployment manifest: a YAML template of one document.

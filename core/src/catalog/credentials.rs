@@ -11,7 +11,7 @@ use super::PlanView;
 use crate::template::{self, Scope, TemplateContext, TemplateError};
 
 /// Configuration of the credentials backend.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsBackend {
     /// Whether provision and bind complete asynchronously (`202`, then `last_operation`).

@@ -38,7 +38,7 @@ use super::PlanView;
 use crate::template::{self, Scope, TemplateContext, TemplateError};
 
 /// Configuration of the Kubernetes backend.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesBackend {
     /// Where the instance's namespaced objects go.
@@ -57,7 +57,7 @@ pub struct KubernetesBackend {
 }
 
 /// The instance's namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceConfig {
     /// Template of the name: `osb-{{ instance_id }}` (one per instance), a fixed name, or

@@ -85,8 +85,10 @@ impl Cluster {
         token: &str,
         dir: &Path,
     ) -> Options {
-        let host = api_url.trim_start_matches("https://");
-        let config = dir.join(format!("runtime-config-{}.toml", host.replace(':', "-")));
+        let authority = api_url.trim_start_matches("https://");
+        let config = dir.join(format!("runtime-config-{}.toml", authority.replace(':', "-")));
+        // Spin's client_tls hosts take no port.
+        let host = authority.split(':').next().unwrap_or(authority);
         let ids = KUBE_COMPONENTS
             .iter()
             .map(|c| format!("{c:?}"))

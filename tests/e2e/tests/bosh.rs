@@ -28,7 +28,8 @@ fn setup_with(config: SimConfig, catalog: std::path::PathBuf) -> Setup {
     let dir = tempfile::tempdir().expect("tmp");
     let ca = dir.path().join("director-ca.pem");
     std::fs::write(&ca, sim.ca_pem().expect("ca")).expect("ca file");
-    let host = sim.base_url().trim_start_matches("https://").to_string();
+    // Spin's client_tls hosts take no port.
+    let host = "127.0.0.1";
     let ids = KUBE_COMPONENTS
         .iter()
         .map(|c| format!("{c:?}"))
