@@ -46,7 +46,10 @@ impl TlsConfigs {
                     load_key(key).with_context(|| format!("{}.client_private_key_file", at()))?,
                 )),
                 (None, None) => None,
-                _ => bail!("{}: client_cert_file and client_private_key_file go together", at()),
+                _ => bail!(
+                    "{}: client_cert_file and client_private_key_file go together",
+                    at()
+                ),
             };
             entries.push(Entry {
                 component_ids: entry.component_ids.clone(),

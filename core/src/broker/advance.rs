@@ -280,6 +280,15 @@ impl Broker<'_> {
         if asynchronous_plan && !accepts_incomplete {
             return Err(OsbError::async_required());
         }
+        // A step of the running operation is talking to the backend right now: deleting
+        // under it would miss what that step is still creating. Platforms retry a 422.
+        if running.in_progress() && running.lease_until.is_some_and(|u| u > self.env.now()) {
+            return Err(OsbError::concurrency(format!(
+                "a step of the {} of {} is running; retry in a few seconds",
+                running.kind.prefix(),
+                stored.value.label()
+            )));
+        }
         let stored = self.start_deletion(key, &stored, kind, deadline_after)?;
         let stored = drive(key, stored, asynchronous).await?;
         deletion_response(stored.value.operation(), asynchronous)

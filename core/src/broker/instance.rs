@@ -345,8 +345,7 @@ impl Broker<'_> {
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
-                OperationKind::Update if !backend.is_async(OperationKind::Update) =>
-                {
+                OperationKind::Update if !backend.is_async(OperationKind::Update) => {
                     // An interrupted synchronous update: finish it, then decide again.
                     let stored = self.drive_instance(&key, stored, false).await?;
                     if stored.value.operation.in_progress() {
@@ -470,8 +469,8 @@ impl Broker<'_> {
                 // Deleting what an instance of a removed plan still owns.
                 Err(_) if operation.kind == OperationKind::Deprovision => remnant_backend(record)
                     .ok_or_else(|| {
-                        BackendError::Permanent("the instance's backend is unknown".into())
-                    })?,
+                    BackendError::Permanent("the instance's backend is unknown".into())
+                })?,
                 Err(e) => {
                     return Err(BackendError::Permanent(format!(
                         "the plan is no longer in the catalog: {}",

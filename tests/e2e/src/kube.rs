@@ -86,7 +86,10 @@ impl Cluster {
         dir: &Path,
     ) -> Options {
         let authority = api_url.trim_start_matches("https://");
-        let config = dir.join(format!("runtime-config-{}.toml", authority.replace(':', "-")));
+        let config = dir.join(format!(
+            "runtime-config-{}.toml",
+            authority.replace(':', "-")
+        ));
         // Spin's client_tls hosts take no port.
         let host = authority.split(':').next().unwrap_or(authority);
         let ids = KUBE_COMPONENTS
