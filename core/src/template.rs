@@ -118,7 +118,8 @@ pub enum Scope {
 }
 
 impl Scope {
-    fn variables(self) -> &'static [&'static str] {
+    fn variables(self) -> Vec<&'static str> {
+        /// What every template sees.
         const INSTANCE: &[&str] = &[
             "instance_id",
             "service",
@@ -131,71 +132,19 @@ impl Scope {
             "secret",
             "uuid",
         ];
-        const BINDING: &[&str] = &[
-            "instance_id",
-            "binding_id",
-            "instance_parameters",
-            "service",
-            "plan",
-            "parameters",
-            "context",
-            "organization_guid",
-            "space_guid",
-            "namespace",
-            "secret",
-            "uuid",
-        ];
-        const BINDING_WITH_SOURCES: &[&str] = &[
-            "instance_id",
-            "binding_id",
-            "instance_parameters",
-            "service",
-            "plan",
-            "parameters",
-            "context",
-            "organization_guid",
-            "space_guid",
-            "namespace",
-            "secret",
-            "uuid",
-            "sources",
-        ];
-        const BOSH_INSTANCE: &[&str] = &[
-            "instance_id",
-            "service",
-            "plan",
-            "parameters",
-            "context",
-            "organization_guid",
-            "space_guid",
-            "namespace",
-            "secret",
-            "uuid",
-            "deployment_name",
-        ];
-        const BOSH_BINDING: &[&str] = &[
-            "instance_id",
-            "binding_id",
-            "instance_parameters",
-            "service",
-            "plan",
-            "parameters",
-            "context",
-            "organization_guid",
-            "space_guid",
-            "namespace",
-            "secret",
-            "uuid",
-            "deployment_name",
-            "instances",
-        ];
-        match self {
-            Scope::Instance => INSTANCE,
-            Scope::Binding => BINDING,
-            Scope::BindingWithSources => BINDING_WITH_SOURCES,
-            Scope::BoshInstance => BOSH_INSTANCE,
-            Scope::BoshBinding => BOSH_BINDING,
-        }
+        const BINDING: &[&str] = &["binding_id", "instance_parameters"];
+        let extra: &[&[&str]] = match self {
+            Scope::Instance => &[],
+            Scope::Binding => &[BINDING],
+            Scope::BindingWithSources => &[BINDING, &["sources"]],
+            Scope::BoshInstance => &[&["deployment_name"]],
+            Scope::BoshBinding => &[BINDING, &["deployment_name", "instances"]],
+        };
+        INSTANCE
+            .iter()
+            .chain(extra.iter().flat_map(|names| names.iter()))
+            .copied()
+            .collect()
     }
 }
 

@@ -166,7 +166,8 @@ fn the_default_catalog_renders_credentials_and_dashboard_url() {
     assert_eq!(defaults["role"], "read-write");
     assert_eq!(defaults["max_connections"], "10");
 
-    let url = config
+    let url = plan
+        .backend()
         .render_dashboard_url(&plan.template_context(instance_id, seed))
         .unwrap();
     assert_eq!(

@@ -7,6 +7,7 @@
 //! `last_operation` poll advances it by one step. Backends are selected per plan by
 //! [`for_plan`]; a new backend is a variant there, not a change to the OSB layer.
 
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::catalog::{Backend, Catalog};
@@ -97,6 +98,15 @@ pub enum BackendError {
     /// The operation cannot succeed (bad template, 403, 422 from the API).
     #[error("{0}")]
     Permanent(String),
+}
+
+/// The operation state a backend left in the previous step, `T::default()` on the first.
+pub(crate) fn resume<T: DeserializeOwned + Default>(state: &Value) -> Result<T, BackendError> {
+    if state.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(state.clone())
+        .map_err(|e| BackendError::Permanent(format!("unreadable operation state: {e}")))
 }
 
 /// The backend of one plan.

@@ -127,12 +127,7 @@ impl<'c> PlanInfo<'c> {
         instance: &InstanceRecord,
     ) -> Result<Option<String>, OsbError> {
         let ctx = self.template_context(instance, &instance.parameters, &instance.context);
-        let rendered = match self.backend {
-            Backend::Credentials(config) => config.render_dashboard_url(&ctx),
-            Backend::Kubernetes(config) => config.render_dashboard_url(&ctx),
-            Backend::Bosh(config) => config.render_dashboard_url(&ctx),
-        };
-        rendered.map_err(|e| {
+        self.backend.render_dashboard_url(&ctx).map_err(|e| {
             OsbError::bad_request(format!("cannot render the dashboard URL: {}", e.message()))
         })
     }

@@ -35,6 +35,25 @@ impl Backend {
         }
     }
 
+    /// The plan's `dashboard_url` template (instance scope), whatever the backend.
+    pub fn dashboard_url(&self) -> Option<&str> {
+        match self {
+            Backend::Credentials(c) => c.dashboard_url.as_deref(),
+            Backend::Kubernetes(c) => c.dashboard_url.as_deref(),
+            Backend::Bosh(c) => c.dashboard_url.as_deref(),
+        }
+    }
+
+    /// Renders the dashboard URL, if the plan has one.
+    pub fn render_dashboard_url(
+        &self,
+        ctx: &crate::template::TemplateContext,
+    ) -> Result<Option<String>, crate::template::TemplateError> {
+        self.dashboard_url()
+            .map(|source| crate::template::render_str(source, ctx))
+            .transpose()
+    }
+
     /// A backend of type `type_name` with an empty configuration, for deleting what an
     /// instance of a plan that has left the catalog still owns: the Kubernetes backend then
     /// works from the object references kept in the instance record, the BOSH backend from

@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 use super::credentials::check_leaves;
 use super::error::Problems;
 use super::PlanView;
-use crate::template::{self, Scope, TemplateContext, TemplateError};
+use crate::template::{self, Scope};
 
 /// Configuration of the BOSH backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
@@ -50,17 +50,6 @@ pub struct BoshBackend {
 }
 
 impl BoshBackend {
-    /// Renders the dashboard URL, if the plan has one.
-    pub fn render_dashboard_url(
-        &self,
-        ctx: &TemplateContext,
-    ) -> Result<Option<String>, TemplateError> {
-        self.dashboard_url
-            .as_deref()
-            .map(|source| template::render_str(source, ctx))
-            .transpose()
-    }
-
     pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
         if let Err(error) = template::check_manifest(&self.manifest, Scope::BoshInstance) {
             problems.push(
@@ -101,7 +90,7 @@ impl BoshBackend {
         );
         if plan.bindable() && !plan.bindings_retrievable() {
             problems.push(
-                format!("{path}"),
+                path.to_string(),
                 "BOSH bindings are asynchronous (the instances' addresses come from a director task), which OSB allows only when the service has `bindings_retrievable: true`",
             );
         }

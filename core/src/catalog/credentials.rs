@@ -34,17 +34,6 @@ impl CredentialsBackend {
         template::render_value(&Value::Object(self.credentials.clone()), ctx)
     }
 
-    /// Renders the dashboard URL, if the plan has one.
-    pub fn render_dashboard_url(
-        &self,
-        ctx: &TemplateContext,
-    ) -> Result<Option<String>, TemplateError> {
-        self.dashboard_url
-            .as_deref()
-            .map(|source| template::render_str(source, ctx))
-            .transpose()
-    }
-
     pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
         if self.delay_seconds > 0 && !self.asynchronous {
             problems.push(

@@ -35,7 +35,7 @@ use serde_json::{Map, Value};
 use super::credentials::check_leaves;
 use super::error::Problems;
 use super::PlanView;
-use crate::template::{self, Scope, TemplateContext, TemplateError};
+use crate::template::{self, Scope, TemplateError};
 
 /// Configuration of the Kubernetes backend.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -121,17 +121,6 @@ pub struct SourceRef {
 }
 
 impl KubernetesBackend {
-    /// Renders the dashboard URL, if the plan has one.
-    pub fn render_dashboard_url(
-        &self,
-        ctx: &TemplateContext,
-    ) -> Result<Option<String>, TemplateError> {
-        self.dashboard_url
-            .as_deref()
-            .map(|source| template::render_str(source, ctx))
-            .transpose()
-    }
-
     /// The rule for `api_version`/`kind`, if the plan declares one.
     pub fn rule_for(&self, api_version: &str, kind: &str) -> Option<&ReadinessRule> {
         self.readiness

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use self::director::{Director, Task};
-use super::{BackendError, Done, Services, Step, StepInput};
+use super::{resume, BackendError, Done, Services, Step, StepInput};
 use crate::broker::PlanInfo;
 use crate::catalog::{BoshBackend, Catalog};
 use crate::state::OperationKind;
@@ -107,12 +107,7 @@ impl<'a> Bosh<'a> {
     /// Starts or continues an operation.
     pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
         let director = self.director(input.now)?;
-        let progress: Progress = if input.state.is_null() {
-            Progress::default()
-        } else {
-            serde_json::from_value(input.state.clone())
-                .map_err(|e| BackendError::Permanent(format!("unreadable operation state: {e}")))?
-        };
+        let progress: Progress = resume(input.state)?;
         match input.kind {
             OperationKind::Unbind => Ok(Step::Done(Done::default())),
             OperationKind::Bind => self.bind(&director, input, progress).await,

@@ -27,7 +27,7 @@ use serde_json::{json, Map, Value};
 use self::api::{Api, ObjectRef};
 use self::objects::{default_list_keys, difference, identity, is_dns_label, union, Owner};
 use self::readiness::Readiness;
-use super::{BackendError, Done, Services, Step, StepInput};
+use super::{resume, BackendError, Done, Services, Step, StepInput};
 use crate::broker::PlanInfo;
 use crate::catalog::{Catalog, KubernetesBackend};
 use crate::state::OperationKind;
@@ -133,12 +133,7 @@ impl<'a> Kubernetes<'a> {
     /// Starts or continues an operation.
     pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
         let api = self.api(input.now)?;
-        let progress: Progress = if input.state.is_null() {
-            Progress::default()
-        } else {
-            serde_json::from_value(input.state.clone())
-                .map_err(|e| BackendError::Permanent(format!("unreadable operation state: {e}")))?
-        };
+        let progress: Progress = resume(input.state)?;
         match input.kind {
             OperationKind::Provision | OperationKind::Update => {
                 self.deploy(&api, input, progress).await
@@ -260,17 +255,7 @@ impl<'a> Kubernetes<'a> {
                 targets.retain(|o| o.namespace.as_deref() != Some(namespace.as_str()));
                 targets.push(namespace_ref(namespace));
             }
-            let mut deleting = Vec::new();
-            for object in targets {
-                if self.delete_owned(api, &object, owner).await? {
-                    deleting.push(object);
-                }
-            }
-            progress = Progress {
-                phase: Phase::Delete,
-                objects: deleting,
-                ..Progress::default()
-            };
+            progress = self.start_deleting(api, targets, owner).await?;
         }
         self.await_deletion(api, progress).await
     }
@@ -402,19 +387,31 @@ impl<'a> Kubernetes<'a> {
                 let rendered = self.rendered_refs(api, manifests, &ctx, &namespace).await;
                 targets = union(&targets, &rendered);
             }
-            let mut deleting = Vec::new();
-            for object in targets.into_iter().rev() {
-                if self.delete_owned(api, &object, owner).await? {
-                    deleting.push(object);
-                }
-            }
-            progress = Progress {
-                phase: Phase::Delete,
-                objects: deleting,
-                ..Progress::default()
-            };
+            targets.reverse();
+            progress = self.start_deleting(api, targets, owner).await?;
         }
         self.await_deletion(api, progress).await
+    }
+
+    /// Starts deleting, in order, the `targets` that exist and are `owner`'s; the
+    /// progress that waits for them to be gone.
+    async fn start_deleting(
+        &self,
+        api: &Api<'_>,
+        targets: Vec<ObjectRef>,
+        owner: Owner<'_>,
+    ) -> Result<Progress, BackendError> {
+        let mut deleting = Vec::new();
+        for object in targets {
+            if self.delete_owned(api, &object, owner).await? {
+                deleting.push(object);
+            }
+        }
+        Ok(Progress {
+            phase: Phase::Delete,
+            objects: deleting,
+            ..Progress::default()
+        })
     }
 
     /// Done once every object being deleted answers 404.
