@@ -2625,3 +2625,22 @@ fn an_instance_whose_plan_left_the_catalog_can_still_be_deprovisioned() {
     assert_eq!(gone.status, 200, "{:?}", gone.body);
     assert_eq!(w.fetch("i-orphan").status, 404);
 }
+
+#[test]
+fn a_binding_whose_plan_left_the_catalog_can_still_be_unbound() {
+    let mut w = world();
+    assert_eq!(w.provision("i-orphan-b", SYNC).status, 201);
+    let bound = w.put_binding(
+        "i-orphan-b",
+        "b-1",
+        json!({"service_id": SVC, "plan_id": SYNC}),
+        false,
+    );
+    assert_eq!(bound.status, 201, "{:?}", bound.body);
+    let without = CATALOG.replace("id: plan-sync\n", "id: plan-sync-renamed\n");
+    w.catalog = Catalog::from_yaml_documents(&[("catalog.yaml", without.as_str())])
+        .expect("the changed catalog loads");
+    let unbound = w.unbind("i-orphan-b", "b-1", SYNC);
+    assert_eq!(unbound.status, 200, "{:?}", unbound.body);
+    assert_eq!(w.deprovision("i-orphan-b", SYNC).status, 200);
+}

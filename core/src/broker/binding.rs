@@ -11,6 +11,7 @@ use crate::state::{
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
+use super::instance::remnant_backend;
 use super::plan::ParamsKind;
 use super::{required_query, Broker};
 
@@ -199,8 +200,9 @@ impl Broker<'_> {
         };
         let current = &stored.value;
         // After a plan change the platform sends the instance's current plan.
-        let instance_plan =
-            read::<InstanceRecord>(self.kv, &instance_key(instance_id))?.map(|s| s.value.plan_id);
+        let instance =
+            read::<InstanceRecord>(self.kv, &instance_key(instance_id))?.map(|s| s.value);
+        let instance_plan = instance.as_ref().map(|i| i.plan_id.clone());
         let plan_matches = plan_id == current.plan_id || instance_plan.as_deref() == Some(plan_id);
         if service_id != current.service_id || !plan_matches {
             return Err(OsbError::bad_request(format!(
@@ -208,8 +210,15 @@ impl Broker<'_> {
                 current.service_id, current.plan_id
             )));
         }
-        let plan = self.plan(&current.service_id, &current.plan_id)?;
-        let backend = for_plan(plan.backend, self.catalog, self.services());
+        let (plan_backend, deadline) = match self.plan(&current.service_id, &current.plan_id) {
+            Ok(plan) => (plan.backend, plan.maximum_polling_duration),
+            // The plan left the catalog: unbind with what the records say.
+            Err(error) => {
+                let backend = instance.as_ref().and_then(remnant_backend).ok_or(error)?;
+                (backend, backend.default_deadline_seconds())
+            }
+        };
+        let backend = for_plan(plan_backend, self.catalog, self.services());
         let is_async = backend.is_async(OperationKind::Unbind);
         self.delete(
             &key,
@@ -217,7 +226,7 @@ impl Broker<'_> {
             OperationKind::Unbind,
             is_async,
             accepts_incomplete,
-            plan.maximum_polling_duration,
+            deadline,
             async |k: &str, s, asynchronous| self.drive_binding(k, s, asynchronous).await,
         )
         .await
@@ -326,14 +335,20 @@ impl Broker<'_> {
                     ))
                 })?
                 .value;
-            let plan = self
-                .plan(&binding.service_id, &binding.plan_id)
-                .map_err(|e| {
-                    BackendError::Permanent(format!(
+            let plan_backend = match self.plan(&binding.service_id, &binding.plan_id) {
+                Ok(plan) => plan.backend,
+                Err(_) if binding.operation.kind == OperationKind::Unbind => {
+                    remnant_backend(&instance).ok_or_else(|| {
+                        BackendError::Permanent("the instance's backend is unknown".into())
+                    })?
+                }
+                Err(e) => {
+                    return Err(BackendError::Permanent(format!(
                         "the plan is no longer in the catalog: {}",
                         e.description
-                    ))
-                })?;
+                    )))
+                }
+            };
             let input = StepInput {
                 kind: binding.operation.kind,
                 instance: &instance,
@@ -345,7 +360,7 @@ impl Broker<'_> {
                 operation_id: &binding.operation.id,
                 now: self.env.now(),
             };
-            for_plan(plan.backend, self.catalog, self.services())
+            for_plan(plan_backend, self.catalog, self.services())
                 .step(&input)
                 .await
         })

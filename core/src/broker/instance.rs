@@ -499,7 +499,7 @@ impl Broker<'_> {
 
 /// The backend an instance was provisioned with (recorded in its metadata), configured
 /// only to delete: for instances whose plan has left the catalog.
-fn remnant_backend(record: &InstanceRecord) -> Option<&'static crate::catalog::Backend> {
+pub(super) fn remnant_backend(record: &InstanceRecord) -> Option<&'static crate::catalog::Backend> {
     let type_name = record
         .metadata
         .attributes
