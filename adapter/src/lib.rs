@@ -99,10 +99,10 @@ pub fn to_spin_response(response: OsbResponse, request: &OsbRequest) -> Response
     if let Some(identity) = request.header("x-broker-api-request-identity") {
         builder.header("X-Broker-API-Request-Identity", identity);
     }
-    match response.body {
+    match response.body_bytes() {
         Some(body) => {
             builder.header("Content-Type", "application/json");
-            builder.body(serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec()));
+            builder.body(body);
         }
         None => {
             builder.body(Vec::new());

@@ -148,6 +148,23 @@ impl OsbError {
     }
 }
 
+/// Unknown ids are the client's mistake (400); a catalog the component cannot trust is the
+/// broker's (500), named so the operator knows to rebuild.
+impl From<crate::catalog::LookupError> for OsbError {
+    fn from(error: crate::catalog::LookupError) -> Self {
+        match error {
+            crate::catalog::LookupError::Untrusted(untrusted) => untrusted.into(),
+            unknown => OsbError::bad_request(unknown.to_string()),
+        }
+    }
+}
+
+impl From<crate::catalog::Untrusted> for OsbError {
+    fn from(error: crate::catalog::Untrusted) -> Self {
+        OsbError::internal(error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -67,8 +67,20 @@ pub struct OsbResponse {
     pub status: u16,
     /// Extra headers (`Retry-After`, `ETag`, ...).
     pub headers: Vec<(String, String)>,
-    /// JSON body (`None` for bodiless responses such as 304).
-    pub body: Option<Value>,
+    /// The body.
+    pub body: Body,
+}
+
+/// A response body. Every body the broker sends is JSON; [`Body::Bytes`] is JSON already
+/// serialised (the compiled catalog), sent as it is so its ETag stays true.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    /// No body (304).
+    None,
+    /// A JSON value, serialised when sent.
+    Json(Value),
+    /// Serialised JSON.
+    Bytes(Vec<u8>),
 }
 
 impl OsbResponse {
@@ -77,7 +89,35 @@ impl OsbResponse {
         Self {
             status,
             headers: Vec::new(),
-            body: Some(body),
+            body: Body::Json(body),
+        }
+    }
+
+    /// A response whose body is JSON serialised elsewhere (sent byte for byte).
+    pub fn raw_json(status: u16, body: Vec<u8>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: Body::Bytes(body),
+        }
+    }
+
+    /// The body as JSON (`None` without a body or when the bytes are not JSON).
+    pub fn json_body(&self) -> Option<Value> {
+        match &self.body {
+            Body::None => None,
+            Body::Json(value) => Some(value.clone()),
+            Body::Bytes(bytes) => serde_json::from_slice(bytes).ok(),
+        }
+    }
+
+    /// The body as it goes on the wire (`None` without a body).
+    pub fn body_bytes(&self) -> Option<Vec<u8>> {
+        match &self.body {
+            Body::None => None,
+            // Serialising a JSON value cannot fail.
+            Body::Json(value) => Some(serde_json::to_vec(value).unwrap_or_default()),
+            Body::Bytes(bytes) => Some(bytes.clone()),
         }
     }
 
@@ -92,7 +132,7 @@ impl From<OsbError> for OsbResponse {
     fn from(e: OsbError) -> Self {
         OsbResponse {
             status: e.status,
-            body: Some(e.body()),
+            body: Body::Json(e.body()),
             headers: e.headers,
         }
     }

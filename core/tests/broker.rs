@@ -400,14 +400,14 @@ fn expect_422(response: OsbResponse, code: &str) -> OsbResponse {
 
 fn body_text(response: &OsbResponse) -> String {
     response
-        .body
-        .as_ref()
-        .map(|b| b.to_string())
+        .body_bytes()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
 }
 
-fn body(response: &OsbResponse) -> &Value {
-    response.body.as_ref().expect("a JSON body")
+fn body(response: &OsbResponse) -> &'static Value {
+    // Tests are short-lived: leaking each parsed body keeps the call sites simple.
+    Box::leak(Box::new(response.json_body().expect("a JSON body")))
 }
 
 #[track_caller]
@@ -2354,7 +2354,7 @@ fn a_crash_during_an_async_bind_is_resumed_by_a_poll_after_the_lease_expires() {
         "succeeded"
     );
     let f = expect(w.fetch_binding("i1", "b1"), 200);
-    assert!(f.body.unwrap()["credentials"]["password"].is_string());
+    assert!(f.json_body().unwrap()["credentials"]["password"].is_string());
 }
 
 #[test]

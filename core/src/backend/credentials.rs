@@ -6,19 +6,18 @@
 use serde_json::{json, Value};
 
 use super::{BackendError, Done, Step, StepInput};
-use crate::catalog::{Catalog, CredentialsBackend};
+use crate::catalog::CredentialsBackend;
 use crate::state::OperationKind;
 
 /// A plan's credentials backend.
 pub struct Credentials<'a> {
     config: &'a CredentialsBackend,
-    catalog: &'a Catalog,
 }
 
 impl<'a> Credentials<'a> {
     /// Wraps the plan's configuration.
-    pub fn new(config: &'a CredentialsBackend, catalog: &'a Catalog) -> Self {
-        Self { config, catalog }
+    pub fn new(config: &'a CredentialsBackend) -> Self {
+        Self { config }
     }
 
     /// Every operation of an `async` plan is asynchronous.
@@ -44,19 +43,7 @@ impl<'a> Credentials<'a> {
         }
         let mut done = Done::default();
         if input.kind == OperationKind::Bind {
-            let binding = input
-                .binding
-                .ok_or_else(|| BackendError::Permanent("bind without a binding".into()))?;
-            let plan = crate::broker::PlanInfo::lookup(
-                self.catalog,
-                &input.instance.service_id,
-                input.target_plan_id,
-            )
-            .map_err(|e| BackendError::Permanent(e.description))?;
-            let ctx = plan
-                .template_context(input.instance, input.parameters, input.context)
-                .with_binding(&binding.binding_id)
-                .with_instance_parameters(Value::Object(input.instance.parameters.clone()));
+            let ctx = input.template_context()?;
             let credentials = self.config.render_credentials(&ctx).map_err(|e| {
                 BackendError::Permanent(format!(
                     "cannot render the binding credentials: {}",

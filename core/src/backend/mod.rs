@@ -10,10 +10,11 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::catalog::{Backend, Catalog};
+use crate::catalog::{Backend, CompiledPlan};
 use crate::kv::Kv;
 use crate::outbound::{Config, HttpClient};
 use crate::state::{BindingRecord, InstanceRecord, OperationKind};
+use crate::template::TemplateContext;
 
 pub mod bosh;
 pub mod credentials;
@@ -37,8 +38,9 @@ pub struct StepInput<'a> {
     pub kind: OperationKind,
     /// The instance (for updates: as it is before the update).
     pub instance: &'a InstanceRecord,
-    /// For updates: the plan id, parameters and context being applied.
-    pub target_plan_id: &'a str,
+    /// The plan being applied (for updates: the target plan); `None` when the instance's
+    /// plan has left the catalog, where only deletions run (on what the records kept).
+    pub plan: Option<&'a CompiledPlan>,
     /// Parameters the operation applies (for updates: merged new parameters).
     pub parameters: &'a Map<String, Value>,
     /// Context the operation applies.
@@ -52,6 +54,26 @@ pub struct StepInput<'a> {
     pub operation_id: &'a str,
     /// Unix seconds.
     pub now: u64,
+}
+
+impl StepInput<'_> {
+    /// The template context of this step: the instance's (with the plan being applied),
+    /// plus `binding_id` and `instance_parameters` when the step is for a binding.
+    pub fn template_context(&self) -> Result<TemplateContext, BackendError> {
+        let plan = self.plan.ok_or_else(|| {
+            BackendError::Permanent(format!(
+                "the plan of service instance {} is no longer in the catalog",
+                self.instance.instance_id
+            ))
+        })?;
+        let ctx = plan.template_context(self.instance, self.parameters, self.context);
+        Ok(match self.binding {
+            Some(binding) => ctx
+                .with_binding(&binding.binding_id)
+                .with_instance_parameters(Value::Object(self.instance.parameters.clone())),
+            None => ctx,
+        })
+    }
 }
 
 /// The result of one step.
@@ -120,19 +142,11 @@ pub enum AnyBackend<'a> {
 }
 
 /// Picks the backend declared by the plan's `backend.type`.
-pub fn for_plan<'a>(
-    config: &'a Backend,
-    catalog: &'a Catalog,
-    services: Services<'a>,
-) -> AnyBackend<'a> {
+pub fn for_plan<'a>(config: &'a Backend, services: Services<'a>) -> AnyBackend<'a> {
     match config {
-        Backend::Credentials(c) => {
-            AnyBackend::Credentials(credentials::Credentials::new(c, catalog))
-        }
-        Backend::Kubernetes(c) => {
-            AnyBackend::Kubernetes(kubernetes::Kubernetes::new(c, catalog, services))
-        }
-        Backend::Bosh(c) => AnyBackend::Bosh(bosh::Bosh::new(c, catalog, services)),
+        Backend::Credentials(c) => AnyBackend::Credentials(credentials::Credentials::new(c)),
+        Backend::Kubernetes(c) => AnyBackend::Kubernetes(kubernetes::Kubernetes::new(c, services)),
+        Backend::Bosh(c) => AnyBackend::Bosh(bosh::Bosh::new(c, services)),
     }
 }
 

@@ -28,6 +28,21 @@ pub(super) enum Outcome {
     Failed(String),
 }
 
+/// Why a step could not be taken.
+pub(super) enum StepError {
+    /// The backend's answer: a transient or permanent failure of the operation.
+    Backend(BackendError),
+    /// The broker cannot take the step at all (its catalog cannot be trusted): the
+    /// operation is left as it was, lease released, and the request gets this error.
+    Abort(OsbError),
+}
+
+impl From<BackendError> for StepError {
+    fn from(error: BackendError) -> Self {
+        StepError::Backend(error)
+    }
+}
+
 /// A record whose operation [`Broker::advance`] can drive.
 pub(super) trait Resource: Serialize + DeserializeOwned + Clone + HasOperation {
     /// "service instance X" / "service binding X", for messages.
@@ -178,7 +193,7 @@ impl Broker<'_> {
         &self,
         key: &str,
         mut stored: Stored<R>,
-        step: impl AsyncFn(&R) -> Result<Step, BackendError>,
+        step: impl AsyncFn(&R) -> Result<Step, StepError>,
     ) -> Result<Stored<R>, OsbError> {
         for _ in 0..5 {
             let operation = stored.value.operation();
@@ -212,7 +227,17 @@ impl Broker<'_> {
                 stored = self.reread(key)?;
                 continue;
             };
-            let result = step(&leased.value).await;
+            let result = match step(&leased.value).await {
+                Ok(step) => Ok(step),
+                Err(StepError::Backend(error)) => Err(error),
+                Err(StepError::Abort(error)) => {
+                    let mut released = leased.value.clone();
+                    released.operation_mut().lease_until = None;
+                    // Best effort: if it fails, the lease simply expires.
+                    let _ = replace(self.kv, key, &leased, &released);
+                    return Err(error);
+                }
+            };
             let mut next = leased.value.clone();
             next.operation_mut().lease_until = None;
             let failures = next.operation().transient_failures;

@@ -11,6 +11,7 @@ use crate::state::{
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
+use super::advance::StepError;
 use super::instance::remnant_backend;
 use super::plan::ParamsKind;
 use super::{required_query, Broker};
@@ -56,7 +57,7 @@ impl Broker<'_> {
             "bind_resource": bind_resource,
             "predecessor_binding_id": body.predecessor_binding_id,
         }));
-        let backend = for_plan(plan.backend, self.catalog, self.services());
+        let backend = for_plan(&plan.backend, self.services());
         let is_async = backend.is_async(OperationKind::Bind);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -210,15 +211,21 @@ impl Broker<'_> {
                 current.service_id, current.plan_id
             )));
         }
-        let (plan_backend, deadline) = match self.plan(&current.service_id, &current.plan_id) {
-            Ok(plan) => (plan.backend, plan.maximum_polling_duration),
+        let plan = self.known_plan(&current.service_id, &current.plan_id)?;
+        let (plan_backend, deadline) = match &plan {
+            Some(plan) => (&plan.backend, plan.maximum_polling_duration),
             // The plan left the catalog: unbind with what the records say.
-            Err(error) => {
-                let backend = instance.as_ref().and_then(remnant_backend).ok_or(error)?;
+            None => {
+                let backend = instance.as_ref().and_then(remnant_backend).ok_or_else(|| {
+                    OsbError::bad_request(format!(
+                        "plan_id {:?} is not a plan of service {:?}",
+                        current.plan_id, current.service_id
+                    ))
+                })?;
                 (backend, backend.default_deadline_seconds())
             }
         };
-        let backend = for_plan(plan_backend, self.catalog, self.services());
+        let backend = for_plan(plan_backend, self.services());
         let is_async = backend.is_async(OperationKind::Unbind);
         self.delete(
             &key,
@@ -246,7 +253,7 @@ impl Broker<'_> {
         if record.status != Status::Ready {
             return Err(not_found());
         }
-        if let Ok(plan) = self.plan(&record.service_id, &record.plan_id) {
+        if let Some(plan) = self.known_plan(&record.service_id, &record.plan_id)? {
             if !plan.bindings_retrievable {
                 return Err(OsbError::not_found(format!(
                     "bindings of service {} are not retrievable",
@@ -327,32 +334,36 @@ impl Broker<'_> {
     ) -> Result<Stored<BindingRecord>, OsbError> {
         self.advance(key, stored, async |binding: &BindingRecord| {
             let instance = read::<InstanceRecord>(self.kv, &instance_key(&binding.instance_id))
-                .map_err(|e| BackendError::Transient(e.description))?
+                .map_err(|e| StepError::from(BackendError::Transient(e.description)))?
                 .ok_or_else(|| {
-                    BackendError::Permanent(format!(
+                    StepError::from(BackendError::Permanent(format!(
                         "service instance {} no longer exists",
                         binding.instance_id
-                    ))
+                    )))
                 })?
                 .value;
-            let plan_backend = match self.plan(&binding.service_id, &binding.plan_id) {
-                Ok(plan) => plan.backend,
-                Err(_) if binding.operation.kind == OperationKind::Unbind => {
+            let plan = self
+                .known_plan(&binding.service_id, &binding.plan_id)
+                .map_err(StepError::Abort)?;
+            let plan_backend = match &plan {
+                Some(plan) => &plan.backend,
+                None if binding.operation.kind == OperationKind::Unbind => {
                     remnant_backend(&instance).ok_or_else(|| {
                         BackendError::Permanent("the instance's backend is unknown".into())
                     })?
                 }
-                Err(e) => {
+                None => {
                     return Err(BackendError::Permanent(format!(
-                        "the plan is no longer in the catalog: {}",
-                        e.description
-                    )))
+                        "the plan is no longer in the catalog: plan_id {:?} is not a plan of service {:?}",
+                        binding.plan_id, binding.service_id
+                    ))
+                    .into())
                 }
             };
             let input = StepInput {
                 kind: binding.operation.kind,
                 instance: &instance,
-                target_plan_id: &binding.plan_id,
+                plan: plan.as_ref(),
                 parameters: &binding.parameters,
                 context: &binding.context,
                 binding: Some(binding),
@@ -360,9 +371,7 @@ impl Broker<'_> {
                 operation_id: &binding.operation.id,
                 now: self.env.now(),
             };
-            for_plan(plan_backend, self.catalog, self.services())
-                .step(&input)
-                .await
+            Ok(for_plan(plan_backend, self.services()).step(&input).await?)
         })
         .await
     }

@@ -1,25 +1,34 @@
-//! `GET /v2/catalog`, with an ETag so platforms can skip unchanged catalogs.
+//! `GET /v2/catalog`: the compiled body, byte for byte, with an ETag so platforms can skip
+//! unchanged catalogs.
 
-use crate::http::{OsbRequest, OsbResponse};
+use crate::catalog::CatalogDocument;
+use crate::error::OsbError;
+use crate::http::{Body, OsbRequest, OsbResponse};
 
 use super::Broker;
 
 impl Broker<'_> {
-    pub(super) fn catalog_endpoint(&self, request: &OsbRequest) -> OsbResponse {
-        let etag = self.catalog.etag();
-        let matches = request.header("if-none-match").is_some_and(|header| {
-            header
-                .split(',')
-                .map(str::trim)
-                .any(|tag| tag == etag || tag == "*" || tag.trim_start_matches("W/") == etag)
-        });
-        if matches {
-            return OsbResponse {
-                status: 304,
-                headers: vec![("ETag".into(), etag.to_string())],
-                body: None,
-            };
-        }
-        OsbResponse::json(200, self.catalog.to_osb_json()).with_header("ETag", etag)
+    pub(super) fn catalog_endpoint(&self, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+        Ok(catalog_response(self.catalog.document()?, request))
     }
+}
+
+/// The answer to `GET /v2/catalog` for `document`: 304 when the platform's `If-None-Match`
+/// names its ETag, else the body.
+pub fn catalog_response(document: CatalogDocument, request: &OsbRequest) -> OsbResponse {
+    let etag = document.etag;
+    let matches = request.header("if-none-match").is_some_and(|header| {
+        header
+            .split(',')
+            .map(str::trim)
+            .any(|tag| tag == etag || tag == "*" || tag.trim_start_matches("W/") == etag)
+    });
+    if matches {
+        return OsbResponse {
+            status: 304,
+            headers: vec![("ETag".into(), etag)],
+            body: Body::None,
+        };
+    }
+    OsbResponse::raw_json(200, document.body).with_header("ETag", etag)
 }

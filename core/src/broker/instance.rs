@@ -3,6 +3,7 @@
 use serde_json::{json, Value};
 
 use crate::backend::{for_plan, BackendError, StepInput};
+use super::advance::StepError;
 use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
@@ -38,7 +39,7 @@ impl Broker<'_> {
         }
         let parameters = body.parameters.clone().unwrap_or_default();
         plan.validate(ParamsKind::Provision, &parameters)?;
-        let backend = for_plan(plan.backend, self.catalog, self.services());
+        let backend = for_plan(&plan.backend, self.services());
         let is_async = backend.is_async(OperationKind::Provision);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -233,7 +234,7 @@ impl Broker<'_> {
                     .as_ref()
                     .is_some_and(|u| u.request_fingerprint == request_fingerprint);
             if same {
-                let backend = for_plan(plan.backend, self.catalog, self.services());
+                let backend = for_plan(&plan.backend, self.services());
                 let asynchronous = accepts_incomplete && backend.is_async(OperationKind::Update);
                 if asynchronous {
                     return Ok(OsbResponse::json(
@@ -267,7 +268,7 @@ impl Broker<'_> {
             return Ok(OsbResponse::json(200, empty()));
         }
 
-        let backend = for_plan(plan.backend, self.catalog, self.services());
+        let backend = for_plan(&plan.backend, self.services());
         let is_async = backend.is_async(OperationKind::Update);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -334,14 +335,20 @@ impl Broker<'_> {
                 current.service_id, current.plan_id
             )));
         }
-        let (plan_backend, deadline) = match self.plan(&current.service_id, &current.plan_id) {
-            Ok(plan) => (plan.backend, plan.maximum_polling_duration),
-            Err(error) => {
-                let backend = remnant_backend(current).ok_or(error)?;
+        let plan = self.known_plan(&current.service_id, &current.plan_id)?;
+        let (plan_backend, deadline) = match &plan {
+            Some(plan) => (&plan.backend, plan.maximum_polling_duration),
+            None => {
+                let backend = remnant_backend(current).ok_or_else(|| {
+                    OsbError::bad_request(format!(
+                        "plan_id {:?} is not a plan of service {:?}",
+                        current.plan_id, current.service_id
+                    ))
+                })?;
                 (backend, backend.default_deadline_seconds())
             }
         };
-        let backend = for_plan(plan_backend, self.catalog, self.services());
+        let backend = for_plan(plan_backend, self.services());
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
@@ -389,7 +396,7 @@ impl Broker<'_> {
         if record.status != Status::Ready {
             return Err(not_found());
         }
-        if let Ok(plan) = self.plan(&record.service_id, &record.plan_id) {
+        if let Some(plan) = self.known_plan(&record.service_id, &record.plan_id)? {
             if !plan.instances_retrievable {
                 return Err(OsbError::not_found(format!(
                     "instances of service {} are not retrievable",
@@ -464,24 +471,28 @@ impl Broker<'_> {
                 }
                 _ => (record.plan_id.as_str(), &record.parameters, &record.context),
             };
-            let backend = match self.plan(&record.service_id, plan_id) {
-                Ok(plan) => plan.backend,
+            let plan = self
+                .known_plan(&record.service_id, plan_id)
+                .map_err(StepError::Abort)?;
+            let backend = match &plan {
+                Some(plan) => &plan.backend,
                 // Deleting what an instance of a removed plan still owns.
-                Err(_) if operation.kind == OperationKind::Deprovision => remnant_backend(record)
+                None if operation.kind == OperationKind::Deprovision => remnant_backend(record)
                     .ok_or_else(|| {
-                    BackendError::Permanent("the instance's backend is unknown".into())
-                })?,
-                Err(e) => {
+                        BackendError::Permanent("the instance's backend is unknown".into())
+                    })?,
+                None => {
                     return Err(BackendError::Permanent(format!(
-                        "the plan is no longer in the catalog: {}",
-                        e.description
-                    )))
+                        "the plan is no longer in the catalog: plan_id {plan_id:?} is not a plan of service {:?}",
+                        record.service_id
+                    ))
+                    .into())
                 }
             };
             let input = StepInput {
                 kind: operation.kind,
                 instance: record,
-                target_plan_id: plan_id,
+                plan: plan.as_ref(),
                 parameters,
                 context,
                 binding: None,
@@ -489,9 +500,7 @@ impl Broker<'_> {
                 operation_id: &operation.id,
                 now: self.env.now(),
             };
-            for_plan(backend, self.catalog, self.services())
-                .step(&input)
-                .await
+            Ok(for_plan(backend, self.services()).step(&input).await?)
         })
         .await
     }

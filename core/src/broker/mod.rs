@@ -11,12 +11,12 @@ mod catalog_endpoint;
 mod instance;
 mod plan;
 
-pub use plan::PlanInfo;
+pub use plan::{iso8601, ParamsKind};
 
 use serde_json::{json, Value};
 
 use crate::backend::Services;
-use crate::catalog::Catalog;
+use crate::catalog::{CatalogLookup, CompiledPlan, LookupError};
 use crate::env::Env;
 use crate::error::OsbError;
 use crate::http::{resolve, Endpoint, OsbRequest, OsbResponse};
@@ -31,8 +31,9 @@ pub const DEFAULT_RETRY_AFTER: u64 = 5;
 
 /// One request's view of the broker.
 pub struct Broker<'a> {
-    /// The loaded catalog.
-    pub catalog: &'a Catalog,
+    /// The catalog: the compiled one in components, the YAML one (compiled in memory) in
+    /// native tests.
+    pub catalog: &'a dyn CatalogLookup,
     /// The state store.
     pub kv: &'a dyn Kv,
     /// Clock and randomness.
@@ -67,7 +68,7 @@ impl Broker<'_> {
         let iid = path.instance_id.as_deref().unwrap_or_default();
         let bid = path.binding_id.as_deref().unwrap_or_default();
         match endpoint {
-            Endpoint::Catalog => Ok(self.catalog_endpoint(request)),
+            Endpoint::Catalog => self.catalog_endpoint(request),
             Endpoint::Provision => self.provision(iid, request).await,
             Endpoint::Update => self.update(iid, request).await,
             Endpoint::Deprovision => self.deprovision(iid, request).await,
@@ -89,9 +90,24 @@ impl Broker<'_> {
         }
     }
 
-    /// Looks up a plan of a service: unknown ids are a 400 naming them.
-    pub fn plan(&self, service_id: &str, plan_id: &str) -> Result<PlanInfo<'_>, OsbError> {
-        PlanInfo::lookup(self.catalog, service_id, plan_id)
+    /// Looks up a plan of a service: unknown ids are a 400 naming them, an untrusted
+    /// catalog a 500.
+    pub fn plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, OsbError> {
+        Ok(self.catalog.plan(service_id, plan_id)?)
+    }
+
+    /// The plan if the catalog still has it (`None` for unknown ids: an existing instance's
+    /// plan may have left the catalog); an untrusted catalog is still an error.
+    pub fn known_plan(
+        &self,
+        service_id: &str,
+        plan_id: &str,
+    ) -> Result<Option<CompiledPlan>, OsbError> {
+        match self.catalog.plan(service_id, plan_id) {
+            Ok(plan) => Ok(Some(plan)),
+            Err(LookupError::Untrusted(untrusted)) => Err(untrusted.into()),
+            Err(_) => Ok(None),
+        }
     }
 }
 

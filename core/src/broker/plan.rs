@@ -1,9 +1,9 @@
-//! A plan as the broker uses it: the effective flags (plan overrides service), schemas,
-//! templates, and the one place where unknown service/plan ids become a 400.
+//! A plan as the broker uses it: parameter validation, template contexts and metadata over
+//! the compiled plan (effective flags, schemas, backend).
 
 use serde_json::{json, Map, Value};
 
-use crate::catalog::{Backend, Catalog, PlanView};
+use crate::catalog::CompiledPlan;
 use crate::error::OsbError;
 use crate::schema::ParameterSchema;
 use crate::state::InstanceRecord;
@@ -20,65 +20,8 @@ pub enum ParamsKind {
     Bind,
 }
 
-/// The effective settings of one plan of one service.
-pub struct PlanInfo<'c> {
-    view: PlanView<'c>,
-    /// Service name, for messages.
-    pub service_name: &'c str,
-    /// Plan name, for messages.
-    pub plan_name: &'c str,
-    /// Effective `bindable`.
-    pub bindable: bool,
-    /// Effective `plan_updateable`.
-    pub plan_updateable: bool,
-    /// Service `instances_retrievable`.
-    pub instances_retrievable: bool,
-    /// Service `bindings_retrievable`.
-    pub bindings_retrievable: bool,
-    /// Service `allow_context_updates`.
-    pub allow_context_updates: bool,
-    /// Plan `binding_rotatable`.
-    pub binding_rotatable: bool,
-    /// Plan `maintenance_info.version`.
-    pub maintenance_version: Option<String>,
-    /// Seconds after which an unfinished operation fails: the plan's
-    /// `maximum_polling_duration`, else the backend's default.
-    pub maximum_polling_duration: Option<u64>,
-    /// The plan's backend.
-    pub backend: &'c Backend,
-}
-
-impl<'c> PlanInfo<'c> {
-    /// The plan `plan_id` of service `service_id`; unknown ids are a 400 naming them.
-    pub fn lookup(catalog: &'c Catalog, service_id: &str, plan_id: &str) -> Result<Self, OsbError> {
-        if catalog.service(service_id).is_none() {
-            return Err(OsbError::bad_request(format!(
-                "service_id {service_id:?} is not in the catalog"
-            )));
-        }
-        let view = catalog.plan(service_id, plan_id).ok_or_else(|| {
-            OsbError::bad_request(format!(
-                "plan_id {plan_id:?} is not a plan of service {service_id:?}"
-            ))
-        })?;
-        Ok(Self {
-            service_name: &view.service().name,
-            plan_name: &view.plan().name,
-            bindable: view.bindable(),
-            plan_updateable: view.plan_updateable(),
-            instances_retrievable: view.instances_retrievable(),
-            bindings_retrievable: view.bindings_retrievable(),
-            allow_context_updates: view.allow_context_updates(),
-            binding_rotatable: view.binding_rotatable(),
-            maintenance_version: view.maintenance_info().map(|m| m.version.clone()),
-            maximum_polling_duration: view
-                .maximum_polling_duration()
-                .or_else(|| view.backend().default_deadline_seconds()),
-            backend: view.backend(),
-            view,
-        })
-    }
-
+/// Request-time rules of a compiled plan: parameter validation, templates, metadata.
+impl CompiledPlan {
     /// Validates request parameters against the plan's JSON Schema; a violation is a 400
     /// naming the field (`parameters.size: 5 is greater than the maximum of 3`).
     pub fn validate(
@@ -86,23 +29,38 @@ impl<'c> PlanInfo<'c> {
         kind: ParamsKind,
         parameters: &Map<String, Value>,
     ) -> Result<(), OsbError> {
-        let schema: Option<&ParameterSchema> = match kind {
-            ParamsKind::Provision => self.view.instance_create_schema(),
-            ParamsKind::Update => self.view.instance_update_schema(),
-            ParamsKind::Bind => self.view.binding_create_schema(),
+        let schema = match kind {
+            ParamsKind::Provision => self.schemas.instance_create.as_ref(),
+            ParamsKind::Update => self.schemas.instance_update.as_ref(),
+            ParamsKind::Bind => self.schemas.binding_create.as_ref(),
         };
         let Some(schema) = schema else {
             return Ok(());
         };
-        schema
-            .validate(&Value::Object(parameters.clone()))
-            .map_err(|violations| {
-                let details: Vec<String> = violations
-                    .iter()
-                    .map(|v| format!("{}: {}", v.field_path("parameters"), v.message))
-                    .collect();
-                OsbError::bad_request(format!("invalid parameters: {}", details.join("; ")))
-            })
+        // Most requests send no parameters: the compiler already knows what the schema says
+        // about `{}`, so only requests with parameters pay for compiling the schema.
+        let details: Vec<String> = if parameters.is_empty() {
+            schema.empty_violations.clone()
+        } else {
+            let compiled = ParameterSchema::compile(&schema.schema).map_err(|e| {
+                OsbError::internal(format!(
+                    "the parameters schema of plan {:?} does not compile: {e}",
+                    self.plan_name
+                ))
+            })?;
+            match compiled.validate(&Value::Object(parameters.clone())) {
+                Ok(()) => Vec::new(),
+                Err(violations) => violations.iter().map(ToString::to_string).collect(),
+            }
+        };
+        if details.is_empty() {
+            Ok(())
+        } else {
+            Err(OsbError::bad_request(format!(
+                "invalid parameters: {}",
+                details.join("; ")
+            )))
+        }
     }
 
     /// The template context of an instance of this plan.
@@ -112,12 +70,13 @@ impl<'c> PlanInfo<'c> {
         parameters: &Map<String, Value>,
         context: &Value,
     ) -> TemplateContext {
-        self.view
-            .template_context(
-                &instance.instance_id,
-                SecretSeed::new(instance.seed.as_bytes()),
-            )
-            .with_parameters(Value::Object(parameters.clone()))
+        TemplateContext::new(
+            instance.instance_id.clone(),
+            SecretSeed::new(instance.seed.as_bytes()),
+        )
+        .with_service(&self.service_id, &self.service_name)
+        .with_plan(&self.plan_id, &self.plan_name)
+        .with_parameters(Value::Object(parameters.clone()))
             .with_context(legacy_context(instance, context))
     }
 
@@ -145,7 +104,7 @@ impl<'c> PlanInfo<'c> {
 
     /// Binding `metadata` (`expires_at`, `renew_before`) when the plan limits binding life.
     pub fn binding_metadata(&self, now: u64) -> Option<Value> {
-        let lifetime = self.view.plan().binding_lifetime.as_ref()?;
+        let lifetime = self.binding_lifetime.as_ref()?;
         let expires = now + lifetime.expires_after_seconds;
         let renew_window = lifetime
             .renew_before_expiry_seconds

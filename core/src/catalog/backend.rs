@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::bosh::BoshBackend;
@@ -14,8 +14,10 @@ use super::error::Problems;
 use super::kubernetes::KubernetesBackend;
 use super::PlanView;
 
-/// The backend of a plan.
-#[derive(Debug, Clone, PartialEq)]
+/// The backend of a plan. Serialised with `type` first, so that the compiled catalog reads
+/// back through the same deserialiser as the YAML.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum Backend {
     /// Generates binding credentials from templates; needs no external system.
     Credentials(CredentialsBackend),

@@ -21,7 +21,7 @@
 //!   dashboard_url: "https://…/{{ instance_id }}"
 //! ```
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::credentials::check_leaves;
@@ -30,7 +30,7 @@ use super::PlanView;
 use crate::template::{self, Scope};
 
 /// Configuration of the BOSH backend.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoshBackend {
     /// The deployment manifest: a YAML template of one document.

@@ -3,7 +3,7 @@
 //! provision and bind answer `202` and stay "in progress" for `delay_seconds`, so the
 //! platform's polling path is exercised for real.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::error::Problems;
@@ -11,7 +11,7 @@ use super::PlanView;
 use crate::template::{self, Scope, TemplateContext, TemplateError};
 
 /// Configuration of the credentials backend.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsBackend {
     /// Whether provision and bind complete asynchronously (`202`, then `last_operation`).

@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::credentials::check_leaves;
@@ -38,7 +38,7 @@ use super::PlanView;
 use crate::template::{self, Scope, TemplateError};
 
 /// Configuration of the Kubernetes backend.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesBackend {
     /// Where the instance's namespaced objects go.
@@ -57,7 +57,7 @@ pub struct KubernetesBackend {
 }
 
 /// The instance's namespace.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceConfig {
     /// Template of the name: `osb-{{ instance_id }}` (one per instance), a fixed name, or
@@ -70,7 +70,7 @@ pub struct NamespaceConfig {
 }
 
 /// When an object of a given kind is ready or failed.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadinessRule {
     /// `group/version` (or `v1`) of the kind.
@@ -89,7 +89,7 @@ pub struct ReadinessRule {
 }
 
 /// The `binding:` part of a Kubernetes plan.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesBinding {
     /// Live objects read at bind time, by the alias credentials use (`sources.<alias>`).
@@ -105,7 +105,7 @@ pub struct KubernetesBinding {
 }
 
 /// An object a binding reads.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceRef {
     /// `group/version` (or `v1`).

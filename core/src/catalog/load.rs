@@ -92,7 +92,14 @@ pub(crate) fn load<N: AsRef<str>, T: AsRef<str>>(
     if !problems.is_empty() {
         return Err(CatalogError::new(problems));
     }
-    Ok(Catalog::new(services, schemas))
+    let sources = files
+        .iter()
+        .map(|(name, _)| {
+            let name = name.as_ref();
+            name.rsplit(['/', '\\']).next().unwrap_or(name).to_owned()
+        })
+        .collect();
+    Ok(Catalog::new(services, schemas, sources))
 }
 
 fn parse_file(file: &str, text: &str) -> Result<Vec<ServiceOffering>, Problem> {

@@ -70,6 +70,7 @@
 
 mod backend;
 mod bosh;
+mod compiled;
 mod credentials;
 mod error;
 mod kubernetes;
@@ -80,10 +81,13 @@ use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 pub use backend::Backend;
 pub use bosh::BoshBackend;
+pub use compiled::{
+    etag_of, plan_file_name, CatalogDocument, CatalogLookup, CompiledCatalog, CompiledPlan,
+    CompiledSchema, CompiledSchemas, LookupError, Manifest, Untrusted, FORMAT,
+};
 pub use credentials::CredentialsBackend;
 pub use error::{CatalogError, Problem};
 pub use kubernetes::{
@@ -97,13 +101,16 @@ pub use model::{
 use crate::schema::ParameterSchema;
 use crate::template::{SecretSeed, TemplateContext};
 
-/// A loaded, valid catalog: the services as written, their compiled schemas, and the
-/// `GET /v2/catalog` body with its ETag, computed once since they never change afterwards.
+/// A loaded, valid catalog as written: the services, their compiled schemas, and the
+/// [`CompiledCatalog`] requests read (see [`compiled`](self::CompiledCatalog) for why the
+/// compiled form exists). Only native tools hold one: `spin-osb catalog check`, the
+/// compiler, and tests, which serve it through the same compiled form components read.
 #[derive(Debug, Clone)]
 pub struct Catalog {
     services: Vec<ServiceOffering>,
     /// `schemas[s][p]` belongs to `services[s].plans[p]`.
     schemas: Vec<Vec<PlanSchemas>>,
+    compiled: CompiledCatalog,
     body: String,
     etag: String,
 }
@@ -136,20 +143,33 @@ impl Catalog {
         load::load(files)
     }
 
-    fn new(services: Vec<ServiceOffering>, schemas: Vec<Vec<PlanSchemas>>) -> Catalog {
+    fn new(
+        services: Vec<ServiceOffering>,
+        schemas: Vec<Vec<PlanSchemas>>,
+        sources: Vec<String>,
+    ) -> Catalog {
         // Serialising plain structs and JSON values cannot fail.
         let body = serde_json::to_string(&OsbCatalog {
             services: &services,
         })
         .unwrap_or_default();
-        let digest = Sha256::digest(body.as_bytes());
-        let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-        Catalog {
+        let etag = etag_of(body.as_bytes());
+        let mut catalog = Catalog {
             services,
             schemas,
+            compiled: CompiledCatalog::from_files(Default::default()),
             body,
-            etag: format!("\"{hex}\""),
-        }
+            etag,
+        };
+        let plans = catalog.plans().map(|view| view.compile()).collect();
+        catalog.compiled = CompiledCatalog::build(catalog.body.clone(), plans, sources);
+        catalog
+    }
+
+    /// The compiled form of this catalog, in memory: what `spin-osb-catalog compile` writes
+    /// and what components read.
+    pub fn compiled(&self) -> &CompiledCatalog {
+        &self.compiled
     }
 
     /// All services, in file order then document order.
@@ -299,6 +319,43 @@ impl<'a> PlanView<'a> {
         self.schemas.binding_create.as_ref()
     }
 
+    /// The plan as requests use it: effective flags, schemas (with their verdict on `{}`),
+    /// backend.
+    pub fn compile(&self) -> CompiledPlan {
+        let schema = |compiled: Option<&ParameterSchema>| {
+            compiled.map(|schema| {
+                let empty_violations = match schema.validate(&Value::Object(Default::default())) {
+                    Ok(()) => Vec::new(),
+                    Err(violations) => violations.iter().map(ToString::to_string).collect(),
+                };
+                CompiledSchema::new(schema.as_json().clone(), empty_violations)
+            })
+        };
+        CompiledPlan {
+            service_id: self.service.id.clone(),
+            service_name: self.service.name.clone(),
+            plan_id: self.plan.id.clone(),
+            plan_name: self.plan.name.clone(),
+            bindable: self.bindable(),
+            plan_updateable: self.plan_updateable(),
+            instances_retrievable: self.instances_retrievable(),
+            bindings_retrievable: self.bindings_retrievable(),
+            allow_context_updates: self.allow_context_updates(),
+            binding_rotatable: self.binding_rotatable(),
+            maintenance_version: self.maintenance_info().map(|m| m.version.clone()),
+            maximum_polling_duration: self
+                .maximum_polling_duration()
+                .or_else(|| self.backend().default_deadline_seconds()),
+            binding_lifetime: self.plan.binding_lifetime.clone(),
+            schemas: CompiledSchemas {
+                instance_create: schema(self.instance_create_schema()),
+                instance_update: schema(self.instance_update_schema()),
+                binding_create: schema(self.binding_create_schema()),
+            },
+            backend: self.plan.backend.clone(),
+        }
+    }
+
     /// A template context for an instance of this plan, with `service` and `plan` filled in;
     /// add the binding, parameters and OSB context with its `with_*` methods.
     pub fn template_context(
@@ -309,5 +366,15 @@ impl<'a> PlanView<'a> {
         TemplateContext::new(instance_id, seed)
             .with_service(&self.service.id, &self.service.name)
             .with_plan(&self.plan.id, &self.plan.name)
+    }
+}
+
+impl CatalogLookup for Catalog {
+    fn document(&self) -> Result<CatalogDocument, Untrusted> {
+        self.compiled.document()
+    }
+
+    fn plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, LookupError> {
+        CatalogLookup::plan(&self.compiled, service_id, plan_id)
     }
 }

@@ -110,7 +110,7 @@ pub struct ServicePlan {
 }
 
 /// How long bindings live (plan `binding_lifetime`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BindingLifetime {
     /// Seconds from creation until `expires_at`.

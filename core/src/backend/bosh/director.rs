@@ -51,8 +51,6 @@ struct CachedAuth {
     /// `basic` or `uaa`.
     kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    uaa_url: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     token: Option<String>,
     /// Unix seconds after which the entry is not used.
     valid_until: u64,
@@ -320,7 +318,6 @@ impl<'a> Director<'a> {
         let expires_in = token["expires_in"].as_u64().unwrap_or(0);
         Ok(CachedAuth {
             kind,
-            uaa_url: Some(uaa_url),
             token: Some(format!("{token_type} {access}")),
             valid_until: self.now + expires_in.saturating_sub(TOKEN_MARGIN_SECONDS),
         })

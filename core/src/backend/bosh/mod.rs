@@ -17,8 +17,7 @@ use serde_json::{json, Map, Value};
 
 use self::director::{Director, Task};
 use super::{resume, BackendError, Done, Services, Step, StepInput};
-use crate::broker::PlanInfo;
-use crate::catalog::{BoshBackend, Catalog};
+use crate::catalog::BoshBackend;
 use crate::state::OperationKind;
 use crate::template;
 
@@ -39,7 +38,6 @@ pub fn deployment_name(instance_id: &str) -> String {
 /// A plan's BOSH backend.
 pub struct Bosh<'a> {
     config: &'a BoshBackend,
-    catalog: &'a Catalog,
     services: Services<'a>,
 }
 
@@ -74,10 +72,9 @@ struct Progress {
 
 impl<'a> Bosh<'a> {
     /// Wraps the plan's configuration.
-    pub fn new(config: &'a BoshBackend, catalog: &'a Catalog, services: Services<'a>) -> Self {
+    pub fn new(config: &'a BoshBackend, services: Services<'a>) -> Self {
         Self {
             config,
-            catalog,
             services,
         }
     }
@@ -287,9 +284,9 @@ impl<'a> Bosh<'a> {
         input: &StepInput<'_>,
         mut progress: Progress,
     ) -> Result<Step, BackendError> {
-        let binding = input
-            .binding
-            .ok_or_else(|| BackendError::Permanent("bind without a binding".into()))?;
+        if input.binding.is_none() {
+            return Err(BackendError::Permanent("bind without a binding".into()));
+        }
         let name = deployment_name(&input.instance.instance_id);
         let Some(task_id) = progress.task_id else {
             // Read-only: posting it again after a crash is harmless.
@@ -315,11 +312,8 @@ impl<'a> Bosh<'a> {
             });
         }
         let instances = instance_addresses(&director.task_result(task_id).await?);
-        let plan = self.plan(input)?;
-        let ctx = plan
-            .template_context(input.instance, input.parameters, input.context)
-            .with_binding(&binding.binding_id)
-            .with_instance_parameters(Value::Object(input.instance.parameters.clone()))
+        let ctx = input
+            .template_context()?
             .with_var("deployment_name", json!(name))
             .with_var("instances", Value::Object(instances));
         let credentials =
@@ -335,9 +329,8 @@ impl<'a> Bosh<'a> {
     /// The rendered manifest as the director gets it. JSON is YAML, and unlike hand-written
     /// YAML it cannot turn a `no` or `1.10` into a boolean or a number on the director side.
     fn manifest(&self, input: &StepInput<'_>, name: &str) -> Result<String, BackendError> {
-        let plan = self.plan(input)?;
-        let ctx = plan
-            .template_context(input.instance, input.parameters, input.context)
+        let ctx = input
+            .template_context()?
             .with_var("deployment_name", json!(name));
         let mut documents =
             template::render_yaml_documents(&self.config.manifest, &ctx).map_err(|e| {
@@ -362,14 +355,6 @@ impl<'a> Bosh<'a> {
         Ok(manifest.to_string())
     }
 
-    fn plan(&self, input: &StepInput<'_>) -> Result<PlanInfo<'a>, BackendError> {
-        PlanInfo::lookup(
-            self.catalog,
-            &input.instance.service_id,
-            input.target_plan_id,
-        )
-        .map_err(|e| BackendError::Permanent(e.description))
-    }
 }
 
 fn in_progress(progress: &Progress, description: String) -> Step {

@@ -28,8 +28,7 @@ use self::api::{Api, ObjectRef};
 use self::objects::{default_list_keys, difference, identity, is_dns_label, union, Owner};
 use self::readiness::Readiness;
 use super::{resume, BackendError, Done, Services, Step, StepInput};
-use crate::broker::PlanInfo;
-use crate::catalog::{Catalog, KubernetesBackend};
+use crate::catalog::KubernetesBackend;
 use crate::state::OperationKind;
 use crate::template::{self, TemplateContext};
 
@@ -46,7 +45,6 @@ const POLL_SECONDS: u64 = 3;
 /// A plan's Kubernetes backend.
 pub struct Kubernetes<'a> {
     config: &'a KubernetesBackend,
-    catalog: &'a Catalog,
     services: Services<'a>,
 }
 
@@ -112,12 +110,10 @@ impl<'a> Kubernetes<'a> {
     /// Wraps the plan's configuration.
     pub fn new(
         config: &'a KubernetesBackend,
-        catalog: &'a Catalog,
         services: Services<'a>,
     ) -> Self {
         Self {
             config,
-            catalog,
             services,
         }
     }
@@ -273,15 +269,12 @@ impl<'a> Kubernetes<'a> {
             instance_id: &input.instance.instance_id,
             binding_id: Some(&binding.binding_id),
         };
-        let plan = self.plan(input)?;
         let namespace = match Placement::from_record(&input.instance.backend).namespace {
             Some(namespace) => namespace,
             None => self.instance_context(input)?.1,
         };
-        let ctx = plan
-            .template_context(input.instance, input.parameters, input.context)
-            .with_binding(&binding.binding_id)
-            .with_instance_parameters(Value::Object(input.instance.parameters.clone()))
+        let ctx = input
+            .template_context()?
             .with_var("namespace", json!(namespace));
         if let Some(manifests) = &self.config.binding.manifests {
             if progress.phase == Phase::Apply {
@@ -376,14 +369,12 @@ impl<'a> Kubernetes<'a> {
                 .and_then(|v| serde_json::from_value::<Vec<ObjectRef>>(v.clone()).ok())
                 .unwrap_or_default();
             let namespace = Placement::from_record(&input.instance.backend).namespace;
-            if let (Some(manifests), Some(namespace), Ok(plan)) =
-                (&self.config.binding.manifests, namespace, self.plan(input))
-            {
-                let ctx = plan
-                    .template_context(input.instance, input.parameters, input.context)
-                    .with_binding(&binding.binding_id)
-                    .with_instance_parameters(Value::Object(input.instance.parameters.clone()))
-                    .with_var("namespace", json!(namespace));
+            if let (Some(manifests), Some(namespace), Ok(ctx)) = (
+                &self.config.binding.manifests,
+                namespace,
+                input.template_context(),
+            ) {
+                let ctx = ctx.with_var("namespace", json!(namespace));
                 let rendered = self.rendered_refs(api, manifests, &ctx, &namespace).await;
                 targets = union(&targets, &rendered);
             }
@@ -587,22 +578,13 @@ impl<'a> Kubernetes<'a> {
         refs
     }
 
-    fn plan(&self, input: &StepInput<'_>) -> Result<PlanInfo<'a>, BackendError> {
-        PlanInfo::lookup(
-            self.catalog,
-            &input.instance.service_id,
-            input.target_plan_id,
-        )
-        .map_err(|e| BackendError::Permanent(e.description))
-    }
 
     /// The instance's template context with `namespace` set to its rendered namespace.
     fn instance_context(
         &self,
         input: &StepInput<'_>,
     ) -> Result<(TemplateContext, String), BackendError> {
-        let plan = self.plan(input)?;
-        let ctx = plan.template_context(input.instance, input.parameters, input.context);
+        let ctx = input.template_context()?;
         let namespace = template::render_str(&self.config.namespace.name, &ctx)
             .map_err(|e| BackendError::Permanent(format!("cannot render the namespace: {e}")))?
             .trim()
