@@ -4,7 +4,7 @@
 //! crate turns the Spin request into the core's host-free [`OsbRequest`], provides the
 //! core's [`Kv`] over `wasi:keyvalue`, its [`Env`] over WASI clocks and randomness, its
 //! outbound HTTP and variables over `spin-sdk`,
-//! loads the catalog from the component's files, and renders the [`OsbResponse`].
+//! reads the compiled catalog from the component's files, and renders the [`OsbResponse`].
 
 mod gateway;
 mod kv;
@@ -15,22 +15,37 @@ pub use kv::SpinKv;
 pub use outbound::{SpinHttp, SpinVariables};
 
 use spin_osb_core::broker::Broker;
-use spin_osb_core::catalog::Catalog;
+use spin_osb_core::catalog::CompiledCatalog;
 use spin_osb_core::env::Env;
 use spin_osb_core::error::OsbError;
-use spin_osb_core::http::{Endpoint, OsbRequest, OsbResponse};
+use spin_osb_core::http::{OsbRequest, OsbResponse};
 use spin_sdk::http::{Request, Response};
 
-/// Where `spin.toml` mounts the catalog directory in every component.
+/// Where `spin.toml` mounts the compiled catalog in every component.
 pub const CATALOG_DIR: &str = "/catalog";
 /// The key-value store label holding broker state.
 pub const STATE_STORE: &str = "default";
 
-/// Serves one OSB endpoint: the gateway has already authenticated the request.
-pub async fn serve(endpoint: Endpoint, request: Request) -> Response {
+/// Serves `GET /v2/catalog` from the compiled catalog: two file reads, no state.
+pub fn serve_catalog(request: Request) -> Response {
     let osb_request = to_osb_request(&request);
-    let response = match load(endpoint) {
-        Ok((catalog, kv)) => {
+    let catalog = CompiledCatalog::open(CATALOG_DIR);
+    let response = spin_osb_core::broker::serve_catalog(&catalog, &osb_request);
+    to_spin_response(response, &osb_request)
+}
+
+/// Serves one OSB endpoint that uses state (the gateway has already authenticated the
+/// request): `endpoint` is the [`Broker`]'s `serve_*` method of that endpoint, e.g.
+/// `osb_spin::serve(request, async |b, r| b.serve_provision(r).await)`. Generic rather than
+/// a switch on the endpoint so each component links only its own endpoint's code.
+pub async fn serve(
+    request: Request,
+    endpoint: impl AsyncFnOnce(&Broker<'_>, &OsbRequest) -> OsbResponse,
+) -> Response {
+    let osb_request = to_osb_request(&request);
+    let catalog = CompiledCatalog::open(CATALOG_DIR);
+    let response = match SpinKv::open(STATE_STORE) {
+        Ok(kv) => {
             let broker = Broker {
                 catalog: &catalog,
                 kv: &kv,
@@ -38,23 +53,11 @@ pub async fn serve(endpoint: Endpoint, request: Request) -> Response {
                 http: &SpinHttp,
                 config: &SpinVariables,
             };
-            broker.handle(endpoint, &osb_request).await
+            endpoint(&broker, &osb_request).await
         }
-        Err(error) => error.into(),
+        Err(error) => OsbError::from(error).into(),
     };
     to_spin_response(response, &osb_request)
-}
-
-fn load(endpoint: Endpoint) -> Result<(Catalog, SpinKv), OsbError> {
-    let catalog = Catalog::load_dir(std::path::Path::new(CATALOG_DIR))
-        .map_err(|e| OsbError::internal(format!("the broker's catalog is invalid: {e}")))?;
-    // The catalog endpoint has no store in spin.toml: it never touches state.
-    let kv = if endpoint == Endpoint::Catalog {
-        SpinKv::none()
-    } else {
-        SpinKv::open(STATE_STORE)?
-    };
-    Ok((catalog, kv))
 }
 
 /// The core's view of a Spin request.

@@ -115,24 +115,14 @@ fn up(args: UpArgs) -> Result<()> {
 }
 
 fn check_catalog(dir: &Path) -> Result<()> {
-    match spin_osb_core::catalog::Catalog::load_dir(dir) {
-        Ok(catalog) => {
-            let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
-            println!(
-                "{}: valid ({} services, {plans} plans, ETag {})",
-                dir.display(),
-                catalog.services().len(),
-                catalog.etag()
-            );
+    match spin_osb_core::catalog::check_dir(dir) {
+        Ok((_, summary)) => {
+            println!("{summary}");
             Ok(())
         }
-        Err(errors) => {
+        Err((errors, summary)) => {
             eprintln!("{errors}");
-            anyhow::bail!(
-                "{}: {} problem(s) found",
-                dir.display(),
-                errors.problems().len()
-            )
+            anyhow::bail!(summary)
         }
     }
 }

@@ -1,10 +1,9 @@
 //! `GET /v2/service_instances/:instance_id/service_bindings/:binding_id/last_operation`: a private component reached from the gateway through service chaining.
 
-use spin_osb_core::http::Endpoint;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    osb_spin::serve(Endpoint::BindingLastOperation, request).await
+    osb_spin::serve(request, async |b, r| b.serve_binding_last_operation(r).await).await
 }

@@ -1,10 +1,11 @@
 //! `GET /v2/catalog`: a private component reached from the gateway through service chaining.
+//! It serves the compiled catalog's bytes and links nothing else: no state, no schemas, no
+//! backends.
 
-use spin_osb_core::http::Endpoint;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
-async fn handle(request: Request) -> Response {
-    osb_spin::serve(Endpoint::Catalog, request).await
+fn handle(request: Request) -> Response {
+    osb_spin::serve_catalog(request)
 }

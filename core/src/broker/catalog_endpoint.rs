@@ -2,16 +2,7 @@
 //! unchanged catalogs.
 
 use crate::catalog::CatalogDocument;
-use crate::error::OsbError;
 use crate::http::{Body, OsbRequest, OsbResponse};
-
-use super::Broker;
-
-impl Broker<'_> {
-    pub(super) fn catalog_endpoint(&self, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
-        Ok(catalog_response(self.catalog.document()?, request))
-    }
-}
 
 /// The answer to `GET /v2/catalog` for `document`: 304 when the platform's `If-None-Match`
 /// names its ETag, else the body.

@@ -44,43 +44,142 @@ pub struct Broker<'a> {
     pub config: &'a dyn Config,
 }
 
+/// The path's ids (decoded and validated), once the path is known to be the endpoint's.
+struct Ids {
+    instance: String,
+    binding: String,
+}
+
+/// One public entry point per endpoint. Each component calls exactly one of them, so the
+/// linker keeps only that endpoint's code (and its backends) in the component.
 impl Broker<'_> {
-    /// Serves `request` as `endpoint`; every failure becomes its OSB error response.
+    /// Serves `request` as `endpoint` (native tests and tools; components call the endpoint's
+    /// own method so they link only what it uses).
     pub async fn handle(&self, endpoint: Endpoint, request: &OsbRequest) -> OsbResponse {
-        match self.dispatch(endpoint, request).await {
-            Ok(response) => response,
+        match endpoint {
+            Endpoint::Catalog => self.serve_catalog(request),
+            Endpoint::Provision => self.serve_provision(request).await,
+            Endpoint::Update => self.serve_update(request).await,
+            Endpoint::Deprovision => self.serve_deprovision(request).await,
+            Endpoint::FetchInstance => self.serve_fetch_instance(request),
+            Endpoint::InstanceLastOperation => self.serve_instance_last_operation(request).await,
+            Endpoint::Bind => self.serve_bind(request).await,
+            Endpoint::Unbind => self.serve_unbind(request).await,
+            Endpoint::FetchBinding => self.serve_fetch_binding(request),
+            Endpoint::BindingLastOperation => self.serve_binding_last_operation(request).await,
+        }
+    }
+
+    /// `GET /v2/catalog`.
+    pub fn serve_catalog(&self, request: &OsbRequest) -> OsbResponse {
+        serve_catalog(self.catalog, request)
+    }
+
+    /// `PUT /v2/service_instances/:instance_id`.
+    pub async fn serve_provision(&self, request: &OsbRequest) -> OsbResponse {
+        match ids(Endpoint::Provision, request) {
+            Ok(ids) => respond(self.provision(&ids.instance, request).await),
             Err(error) => error.into(),
         }
     }
 
-    async fn dispatch(
-        &self,
-        endpoint: Endpoint,
-        request: &OsbRequest,
-    ) -> Result<OsbResponse, OsbError> {
-        let path = resolve(&request.method, &request.path)?;
-        if path.endpoint != endpoint {
-            return Err(OsbError::not_found(format!(
-                "{} {} is not served by this component",
-                request.method, request.path
-            )));
-        }
-        let iid = path.instance_id.as_deref().unwrap_or_default();
-        let bid = path.binding_id.as_deref().unwrap_or_default();
-        match endpoint {
-            Endpoint::Catalog => self.catalog_endpoint(request),
-            Endpoint::Provision => self.provision(iid, request).await,
-            Endpoint::Update => self.update(iid, request).await,
-            Endpoint::Deprovision => self.deprovision(iid, request).await,
-            Endpoint::FetchInstance => self.fetch_instance(iid, request),
-            Endpoint::InstanceLastOperation => self.instance_last_operation(iid, request).await,
-            Endpoint::Bind => self.bind(iid, bid, request).await,
-            Endpoint::Unbind => self.unbind(iid, bid, request).await,
-            Endpoint::FetchBinding => self.fetch_binding(iid, bid, request),
-            Endpoint::BindingLastOperation => self.binding_last_operation(iid, bid, request).await,
+    /// `PATCH /v2/service_instances/:instance_id`.
+    pub async fn serve_update(&self, request: &OsbRequest) -> OsbResponse {
+        match ids(Endpoint::Update, request) {
+            Ok(ids) => respond(self.update(&ids.instance, request).await),
+            Err(error) => error.into(),
         }
     }
 
+    /// `DELETE /v2/service_instances/:instance_id`.
+    pub async fn serve_deprovision(&self, request: &OsbRequest) -> OsbResponse {
+        match ids(Endpoint::Deprovision, request) {
+            Ok(ids) => respond(self.deprovision(&ids.instance, request).await),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// `GET /v2/service_instances/:instance_id`.
+    pub fn serve_fetch_instance(&self, request: &OsbRequest) -> OsbResponse {
+        respond(
+            ids(Endpoint::FetchInstance, request)
+                .and_then(|ids| self.fetch_instance(&ids.instance, request)),
+        )
+    }
+
+    /// `GET /v2/service_instances/:instance_id/last_operation`.
+    pub async fn serve_instance_last_operation(&self, request: &OsbRequest) -> OsbResponse {
+        match ids(Endpoint::InstanceLastOperation, request) {
+            Ok(ids) => respond(self.instance_last_operation(&ids.instance, request).await),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// `PUT /v2/service_instances/:instance_id/service_bindings/:binding_id`.
+    pub async fn serve_bind(&self, request: &OsbRequest) -> OsbResponse {
+        match ids(Endpoint::Bind, request) {
+            Ok(ids) => respond(self.bind(&ids.instance, &ids.binding, request).await),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// `DELETE /v2/service_instances/:instance_id/service_bindings/:binding_id`.
+    pub async fn serve_unbind(&self, request: &OsbRequest) -> OsbResponse {
+        match ids(Endpoint::Unbind, request) {
+            Ok(ids) => respond(self.unbind(&ids.instance, &ids.binding, request).await),
+            Err(error) => error.into(),
+        }
+    }
+
+    /// `GET /v2/service_instances/:instance_id/service_bindings/:binding_id`.
+    pub fn serve_fetch_binding(&self, request: &OsbRequest) -> OsbResponse {
+        respond(
+            ids(Endpoint::FetchBinding, request)
+                .and_then(|ids| self.fetch_binding(&ids.instance, &ids.binding, request)),
+        )
+    }
+
+    /// `GET /v2/service_instances/:instance_id/service_bindings/:binding_id/last_operation`.
+    pub async fn serve_binding_last_operation(&self, request: &OsbRequest) -> OsbResponse {
+        match ids(Endpoint::BindingLastOperation, request) {
+            Ok(ids) => respond(
+                self.binding_last_operation(&ids.instance, &ids.binding, request)
+                    .await,
+            ),
+            Err(error) => error.into(),
+        }
+    }
+}
+
+/// `GET /v2/catalog` without a broker: the catalog component needs nothing else (no
+/// state, no outbound HTTP), so it links nothing else.
+pub fn serve_catalog(catalog: &dyn CatalogLookup, request: &OsbRequest) -> OsbResponse {
+    respond(ids(Endpoint::Catalog, request).and_then(|_| {
+        let document = catalog.document()?;
+        Ok(catalog_endpoint::catalog_response(document, request))
+    }))
+}
+
+/// The ids of `request`'s path, which must be `endpoint`'s (the gateway routed it here).
+fn ids(endpoint: Endpoint, request: &OsbRequest) -> Result<Ids, OsbError> {
+    let path = resolve(&request.method, &request.path)?;
+    if path.endpoint != endpoint {
+        return Err(OsbError::not_found(format!(
+            "{} {} is not served by this component",
+            request.method, request.path
+        )));
+    }
+    Ok(Ids {
+        instance: path.instance_id.unwrap_or_default(),
+        binding: path.binding_id.unwrap_or_default(),
+    })
+}
+
+fn respond(result: Result<OsbResponse, OsbError>) -> OsbResponse {
+    result.unwrap_or_else(OsbResponse::from)
+}
+
+impl Broker<'_> {
     /// What backends may use.
     pub fn services(&self) -> Services<'_> {
         Services {

@@ -443,8 +443,15 @@ impl CatalogLookup for CompiledCatalog {
         };
         match found {
             Some(plan) if plan.service_id == service_id => Ok(plan),
-            _ => {
+            other => {
                 let index = self.index(&manifest)?;
+                if other.is_none() && index.plans.contains_key(plan_id) {
+                    return Err(Untrusted(format!(
+                        "{} is missing, yet the catalog has plan {plan_id:?}: rebuild the app",
+                        self.label(&name)
+                    ))
+                    .into());
+                }
                 if index.services.contains_key(service_id) {
                     Err(LookupError::UnknownPlan {
                         service_id: service_id.to_owned(),

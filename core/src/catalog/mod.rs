@@ -369,6 +369,32 @@ impl<'a> PlanView<'a> {
     }
 }
 
+/// `catalog check` on a directory, worded once for every tool that checks a catalog
+/// (`spin-osb catalog check`, `spin-osb-catalog check|compile`): the catalog and the line to
+/// print, or every problem (one per line) and the closing line.
+pub fn check_dir(dir: &Path) -> Result<(Catalog, String), (CatalogError, String)> {
+    match Catalog::load_dir(dir) {
+        Ok(catalog) => {
+            let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
+            let summary = format!(
+                "{}: valid ({} services, {plans} plans, ETag {})",
+                dir.display(),
+                catalog.services().len(),
+                catalog.etag()
+            );
+            Ok((catalog, summary))
+        }
+        Err(errors) => {
+            let summary = format!(
+                "{}: {} problem(s) found",
+                dir.display(),
+                errors.problems().len()
+            );
+            Err((errors, summary))
+        }
+    }
+}
+
 impl CatalogLookup for Catalog {
     fn document(&self) -> Result<CatalogDocument, Untrusted> {
         self.compiled.document()

@@ -289,25 +289,38 @@ impl Options {
     }
 }
 
-/// The repository's spin.toml with the catalog directory replaced, written into `dir`.
+/// The repository's spin.toml serving `catalog` (YAML) instead: the catalog is compiled
+/// into `dir/app/osb-catalog` exactly as `spin build` compiles `catalog/`, and the manifest
+/// is written into `dir/app` with only that path changed.
 fn manifest_with_catalog(catalog: &Path, dir: &Path) -> PathBuf {
     let root = repo_root();
     let text = std::fs::read_to_string(manifest()).expect("spin.toml");
-    let catalog = catalog.canonicalize().expect("catalog directory");
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).expect("app dir");
+    let compiled = app.join("osb-catalog");
+    compile_catalog(catalog, &compiled);
     let rewritten = text
         .replace(
-            "source = \"catalog\"",
-            &format!("source = {:?}", catalog.display().to_string()),
+            "source = \"target/osb-catalog\"",
+            &format!("source = {:?}", compiled.display().to_string()),
         )
         .replace(
             "source = \"target/",
             &format!("source = \"{}/target/", root.display()),
         );
-    let app = dir.join("app");
-    std::fs::create_dir_all(&app).expect("app dir");
     let path = app.join("spin.toml");
     std::fs::write(&path, rewritten).expect("write spin.toml");
     path
+}
+
+/// Compiles the YAML catalog in `catalog` into `out` (what `spin-osb-catalog compile` does).
+pub fn compile_catalog(catalog: &Path, out: &Path) {
+    let loaded = spin_osb_core::catalog::Catalog::load_dir(catalog)
+        .unwrap_or_else(|e| panic!("{}: invalid catalog:\n{e}", catalog.display()));
+    loaded
+        .compiled()
+        .write_dir(out)
+        .unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }
 
 fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
