@@ -19,6 +19,7 @@ use spin_osb_core::catalog::CompiledCatalog;
 use spin_osb_core::env::Env;
 use spin_osb_core::error::OsbError;
 use spin_osb_core::http::{OsbRequest, OsbResponse};
+use spin_osb_core::parameter_check::ChainedChecker;
 use spin_sdk::http::{Request, Response};
 
 /// Where `spin.toml` mounts the compiled catalog in every component.
@@ -31,6 +32,14 @@ pub fn serve_catalog(request: Request) -> Response {
     let osb_request = to_osb_request(&request);
     let catalog = CompiledCatalog::open(CATALOG_DIR);
     let response = spin_osb_core::broker::serve_catalog(&catalog, &osb_request);
+    to_spin_response(response, &osb_request)
+}
+
+/// Serves the private `osb-parameters` component: checks parameters against a schema for
+/// the endpoint components, which do not carry a JSON Schema validator themselves.
+pub fn serve_parameter_check(request: Request) -> Response {
+    let osb_request = to_osb_request(&request);
+    let response = spin_osb_core::parameter_check::serve_parameter_check(&osb_request);
     to_spin_response(response, &osb_request)
 }
 
@@ -52,6 +61,7 @@ pub async fn serve(
                 env: &WasiEnv,
                 http: &SpinHttp,
                 config: &SpinVariables,
+                parameters: &ChainedChecker::new(&SpinHttp),
             };
             endpoint(&broker, &osb_request).await
         }

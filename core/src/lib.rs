@@ -11,6 +11,7 @@ pub mod gateway;
 pub mod http;
 pub mod kv;
 pub mod outbound;
+pub mod parameter_check;
 pub mod protocol;
 pub mod schema;
 pub mod state;

@@ -61,9 +61,16 @@ impl PartialEq for ParameterSchema {
 #[error("{0}")]
 pub struct SchemaError(String);
 
+impl SchemaError {
+    /// A schema error with this message (e.g. one reported by another component).
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
 /// One way an instance fails its schema, named by the field at fault so that a `400` answer
 /// tells the user what to fix.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SchemaViolation {
     /// RFC 6901 JSON pointer to the failing value inside the parameters (`""` is the whole
     /// object; for a missing or unexpected property, the property itself).

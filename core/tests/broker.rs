@@ -123,6 +123,7 @@ impl<K: Kv> World<K> {
             env: &self.env,
             http: &spin_osb_core::outbound::NoHttp,
             config: &NO_CONFIG,
+            parameters: &spin_osb_core::parameter_check::InProcessChecker,
         }
     }
 

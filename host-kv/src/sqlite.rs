@@ -67,7 +67,14 @@ impl SqliteStore {
         let mode: String = conn
             .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
             .map_err(sql_err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        if mode.eq_ignore_ascii_case("wal") {
+            // In WAL mode, NORMAL still survives any crash or kill of the process (a commit
+            // is in the WAL before it returns) and never corrupts the file; only an OS crash
+            // or power loss can drop the last commits. FULL adds an fsync to every commit
+            // (0.6 ms against 0.08 ms on the benchmark machine), several per OSB request.
+            conn.pragma_update(None, "synchronous", "NORMAL")
+                .map_err(sql_err)?;
+        } else {
             // Still correct (locking works in every mode), just more contention.
             tracing::warn!(path = %path.display(), %mode, "SQLite refused WAL journal mode");
         }
@@ -87,7 +94,11 @@ impl SqliteStore {
         })
     }
 
-    /// Runs `f` with the connection and this store's label on the blocking pool.
+    /// Runs `f` with the connection and this store's label where blocking is allowed: in
+    /// place on a multi-threaded runtime (`block_in_place` hands this worker's other tasks
+    /// to another thread), else on the blocking pool. A statement takes microseconds, and
+    /// handing each one to the blocking pool cost more than the statement (two thread
+    /// wake-ups per key-value call).
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -95,14 +106,22 @@ impl SqliteStore {
     {
         let conn = self.conn.clone();
         let name = self.name.clone();
-        tokio::task::spawn_blocking(move || {
+        let call = move || {
             // A panic while the lock was held cannot leave a transaction open (it rolls back
             // on drop), so a poisoned connection is still safe to use.
             let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             f(&mut conn, &name)
-        })
-        .await
-        .map_err(|e| StoreError::Backend(format!("sqlite: task failed: {e}")))?
+        };
+        let multi_thread = tokio::runtime::Handle::try_current().is_ok_and(|handle| {
+            handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
+        });
+        if multi_thread {
+            tokio::task::block_in_place(call)
+        } else {
+            tokio::task::spawn_blocking(call)
+                .await
+                .map_err(|e| StoreError::Backend(format!("sqlite: task failed: {e}")))?
+        }
     }
 }
 

@@ -93,7 +93,7 @@ impl Broker<'_> {
             parameters.get_or_insert_with(|| predecessor.value.parameters.clone());
         }
         let parameters = parameters.unwrap_or_default();
-        plan.validate(ParamsKind::Bind, &parameters)?;
+        self.check_parameters(&plan, ParamsKind::Bind, &parameters).await?;
 
         let record = BindingRecord {
             schema: SCHEMA_VERSION,

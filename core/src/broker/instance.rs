@@ -38,7 +38,7 @@ impl Broker<'_> {
             }
         }
         let parameters = body.parameters.clone().unwrap_or_default();
-        plan.validate(ParamsKind::Provision, &parameters)?;
+        self.check_parameters(&plan, ParamsKind::Provision, &parameters).await?;
         let backend = for_plan(&plan.backend, self.services());
         let is_async = backend.is_async(OperationKind::Provision);
         if is_async && !accepts_incomplete {
@@ -210,7 +210,7 @@ impl Broker<'_> {
         };
         let parameters = match &body.parameters {
             Some(new) => {
-                plan.validate(ParamsKind::Update, new)?;
+                self.check_parameters(&plan, ParamsKind::Update, new).await?;
                 let mut merged = current.parameters.clone();
                 merged.extend(new.clone());
                 merged

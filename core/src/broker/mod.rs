@@ -22,6 +22,7 @@ use crate::error::OsbError;
 use crate::http::{resolve, Endpoint, OsbRequest, OsbResponse};
 use crate::kv::Kv;
 use crate::outbound::{Config, HttpClient};
+use crate::parameter_check::ParameterChecker;
 use crate::state::{Operation, OperationState};
 
 /// Seconds a poll may hold an operation while it calls the backend.
@@ -42,6 +43,9 @@ pub struct Broker<'a> {
     pub http: &'a dyn HttpClient,
     /// The deployment's variables (API URLs, credentials).
     pub config: &'a dyn Config,
+    /// Checks request parameters against a plan's schema: the `osb-parameters` component
+    /// in Spin, in process in native tests.
+    pub parameters: &'a dyn ParameterChecker,
 }
 
 /// The path's ids (decoded and validated), once the path is known to be the endpoint's.

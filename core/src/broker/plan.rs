@@ -5,7 +5,6 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::CompiledPlan;
 use crate::error::OsbError;
-use crate::schema::ParameterSchema;
 use crate::state::InstanceRecord;
 use crate::template::{SecretSeed, TemplateContext};
 
@@ -20,19 +19,19 @@ pub enum ParamsKind {
     Bind,
 }
 
-/// Request-time rules of a compiled plan: parameter validation, templates, metadata.
-impl CompiledPlan {
+impl super::Broker<'_> {
     /// Validates request parameters against the plan's JSON Schema; a violation is a 400
     /// naming the field (`parameters.size: 5 is greater than the maximum of 3`).
-    pub fn validate(
+    pub(super) async fn check_parameters(
         &self,
+        plan: &CompiledPlan,
         kind: ParamsKind,
         parameters: &Map<String, Value>,
     ) -> Result<(), OsbError> {
         let schema = match kind {
-            ParamsKind::Provision => self.schemas.instance_create.as_ref(),
-            ParamsKind::Update => self.schemas.instance_update.as_ref(),
-            ParamsKind::Bind => self.schemas.binding_create.as_ref(),
+            ParamsKind::Provision => plan.schemas.instance_create.as_ref(),
+            ParamsKind::Update => plan.schemas.instance_update.as_ref(),
+            ParamsKind::Bind => plan.schemas.binding_create.as_ref(),
         };
         let Some(schema) = schema else {
             return Ok(());
@@ -42,16 +41,19 @@ impl CompiledPlan {
         let details: Vec<String> = if parameters.is_empty() {
             schema.empty_violations.clone()
         } else {
-            let compiled = ParameterSchema::compile(&schema.schema).map_err(|e| {
-                OsbError::internal(format!(
-                    "the parameters schema of plan {:?} does not compile: {e}",
-                    self.plan_name
-                ))
-            })?;
-            match compiled.validate(&Value::Object(parameters.clone())) {
-                Ok(()) => Vec::new(),
-                Err(violations) => violations.iter().map(ToString::to_string).collect(),
-            }
+            let parameters = Value::Object(parameters.clone());
+            self.parameters
+                .check(&schema.schema, &parameters)
+                .await
+                .map_err(|e| {
+                    OsbError::internal(format!(
+                        "cannot check the parameters of plan {:?}: {e}",
+                        plan.plan_name
+                    ))
+                })?
+                .iter()
+                .map(ToString::to_string)
+                .collect()
         };
         if details.is_empty() {
             Ok(())
@@ -62,7 +64,10 @@ impl CompiledPlan {
             )))
         }
     }
+}
 
+/// Request-time rules of a compiled plan: templates, metadata.
+impl CompiledPlan {
     /// The template context of an instance of this plan.
     pub fn template_context(
         &self,

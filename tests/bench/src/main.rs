@@ -15,7 +15,12 @@
 //! `info` level; `--quiet-host` sets `RUST_LOG=warn`) goes to a file in the
 //! temporary state directory.
 //!
+//! The `osb` suite ([`osb`]) then runs the broker itself (`spin.toml`) through its OSB
+//! workloads, each next to the gateway-only floor measured in the same run.
+//!
 //! Run it with `scripts/bench.sh [ARGS]`, which builds everything first.
+
+mod osb;
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
@@ -48,7 +53,7 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 #[derive(Parser, Debug)]
 #[command(
     name = "spin-osb-bench",
-    about = "Loopback benchmark: spin-osb serving a trivial wasm component vs. native hyper"
+    about = "Loopback benchmarks: spin-osb vs. native hyper on a trivial component, and the broker's OSB workloads vs. the gateway floor"
 )]
 struct Args {
     /// The spin-osb binary (relative paths are tried from the current directory, then the repo root).
@@ -72,6 +77,16 @@ struct Args {
     /// Run the host with RUST_LOG=warn (no per-request log line).
     #[arg(long)]
     quiet_host: bool,
+    /// Which suites to run: `hello` (host vs native hyper), `osb` (the broker's OSB
+    /// workloads next to the gateway floor) or `all`.
+    #[arg(long, default_value = "all", value_parser = ["all", "hello", "osb"])]
+    suite: String,
+    /// The broker's manifest for the OSB suite (built by `spin-osb build`).
+    #[arg(long, default_value = "spin.toml")]
+    osb_app: PathBuf,
+    /// Measured requests per OSB workload (cycles: an eighth of it).
+    #[arg(long, default_value_t = 4_000)]
+    osb_requests: u64,
     /// Native server sends `content-length` instead of chunked framing
     /// (spin-osb answers a guest body chunked).
     #[arg(long)]
@@ -80,7 +95,18 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    match run(args) {
+    let osb = (args.suite != "hello").then(|| osb::OsbArgs {
+        host_bin: resolve(&args.host_bin),
+        app: resolve(&args.osb_app),
+        requests: args.osb_requests,
+        max_seconds: args.max_seconds.max(300),
+    });
+    let hello = if args.suite == "osb" { Ok(true) } else { run(args) };
+    let outcome = hello.and_then(|good| match osb {
+        Some(osb) => Ok(osb::run(osb)? && good),
+        None => Ok(good),
+    });
+    match outcome {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(e) => {

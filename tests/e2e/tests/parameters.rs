@@ -331,3 +331,38 @@ fn a_bind_parameter_outside_its_enum_is_400_naming_it() {
     b.bind(&iid, &bid, &plan.bind_body(params), false)
         .expect(201);
 }
+
+/// The app without the provision component's permission to reach `osb-parameters`: what a
+/// deployment that dropped the checker from `allowed_outbound_hosts` would run.
+fn app_without_the_parameter_checker(dir: &std::path::Path) -> std::path::PathBuf {
+    let root = spin_osb_e2e::repo_root();
+    let text = std::fs::read_to_string(spin_osb_e2e::manifest()).unwrap();
+    let cut = text.replace(", \"http://osb-parameters.spin.internal\"", "");
+    assert_ne!(cut, text, "spin.toml should let the endpoints reach osb-parameters");
+    let cut = cut.replace("source = \"target/", &format!("source = \"{}/target/", root.display()));
+    let path = dir.join("spin.toml");
+    std::fs::write(&path, cut).unwrap();
+    path
+}
+
+#[test]
+fn parameters_that_cannot_be_checked_are_a_500_naming_the_checker_and_store_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = spin_osb_e2e::Broker::start_app(app_without_the_parameter_checker(dir.path()));
+    let plan = b.plans().sync;
+    let params = plan.provision_parameters();
+    assert!(params.as_object().is_some_and(|p| !p.is_empty()), "{params}");
+
+    let iid = new_id();
+    let resp = b.provision(&iid, &plan.provision_body(params), false).expect_error(500);
+    assert!(
+        resp.description().contains("parameter checker is unavailable"),
+        "{}",
+        resp.body
+    );
+    b.fetch_instance(&iid).expect_error(404);
+
+    // Without parameters nothing needs the checker: the compiled catalog already knows
+    // what the schema says about `{}`.
+    b.provision(&iid, &plan.provision_body(json!({})), false).expect(201);
+}
