@@ -838,10 +838,15 @@ fn with_ai(path: &str, accepts_incomplete: bool) -> String {
 // The shared broker
 // ---------------------------------------------------------------------------
 
-static SHARED: OnceLock<Broker> = OnceLock::new();
+static SHARED: OnceLock<&'static Broker> = OnceLock::new();
 
-extern "C" fn kill_shared_broker() {
-    if let Some(broker) = SHARED.get() {
+/// Brokers that live as long as the test binary: statics are never dropped, so their hosts
+/// are killed (and their state dirs removed) by an `atexit` handler instead.
+static UNTIL_EXIT: std::sync::Mutex<Vec<&'static Broker>> = std::sync::Mutex::new(Vec::new());
+
+extern "C" fn kill_brokers_at_exit() {
+    let brokers = UNTIL_EXIT.lock().map(|b| b.clone()).unwrap_or_default();
+    for broker in brokers {
         let mut running = broker.running();
         if let Some(mut child) = running.child.take() {
             let _ = child.kill();
@@ -855,18 +860,25 @@ extern "C" {
     fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
 }
 
+/// Keeps `broker` running until the test binary exits (for brokers held in statics).
+pub fn until_exit(broker: Broker) -> &'static Broker {
+    let broker: &'static Broker = Box::leak(Box::new(broker));
+    let mut brokers = UNTIL_EXIT.lock().unwrap_or_else(|e| e.into_inner());
+    if brokers.is_empty() {
+        // SAFETY: registers a plain `extern "C"` function with libc; it only touches
+        // `UNTIL_EXIT` and brokers leaked for the life of the process.
+        unsafe {
+            atexit(kill_brokers_at_exit);
+        }
+    }
+    brokers.push(broker);
+    broker
+}
+
 /// The broker shared by the tests of this test binary (started on first use, killed when
 /// the binary exits). The guard prints the host's output if the test fails.
 pub fn shared() -> Shared {
-    let broker = SHARED.get_or_init(|| {
-        let broker = Broker::start();
-        // SAFETY: registers a plain `extern "C"` function with libc; it only touches
-        // the `SHARED` static, which lives until the process ends.
-        unsafe {
-            atexit(kill_shared_broker);
-        }
-        broker
-    });
+    let broker = *SHARED.get_or_init(|| until_exit(Broker::start()));
     Shared {
         broker,
         since: broker.output.len(),

@@ -23,8 +23,8 @@ fn broker_with_token(token: &str) -> Broker {
 
 /// One broker (admin token) for the tests of this binary.
 fn broker() -> &'static Broker {
-    static BROKER: OnceLock<Broker> = OnceLock::new();
-    BROKER.get_or_init(|| broker_with_token(&cluster().admin_token))
+    static BROKER: OnceLock<&'static Broker> = OnceLock::new();
+    BROKER.get_or_init(|| spin_osb_e2e::until_exit(broker_with_token(&cluster().admin_token)))
 }
 
 fn kube() -> Kube {
