@@ -61,7 +61,11 @@ fn a_good_catalog_is_compiled_and_a_recompile_replaces_every_file() {
     std::fs::create_dir_all(out_dir.join("plans")).unwrap();
     std::fs::write(out_dir.join("plans/stale.json"), "{}").unwrap();
     let out = compiler(&["compile"], &repo_catalog(), Some(&out_dir));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!out_dir.join("plans/stale.json").exists());
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out_dir.join("manifest.json")).unwrap()).unwrap();

@@ -5,7 +5,10 @@
 //! this project's host guarantee:
 //! - [`Kv::increment`] is atomic everywhere, so it is the only way to *create* safely;
 //! - [`Kv::compare_and_swap`] is a true CAS only on keys that already exist (Spin's SQLite
-//!   store upserts when the key is absent), so the broker never relies on it for creation.
+//!   store upserts when the key is absent), so the broker never relies on it for creation;
+//! - and its report of failure cannot be trusted: Spin's Redis store writes (under `WATCH`,
+//!   so conditionally) and then reports `cas-failed` every time. The broker checks a
+//!   reported failure against the store ([`crate::state::replace`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -36,8 +39,8 @@ pub trait Kv {
     fn delete(&self, key: &str) -> Result<(), KvError>;
     /// Atomically adds `delta` (absent = 0) and returns the new value.
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError>;
-    /// Writes `new` if `key` still holds exactly `expected`; `Ok(false)` if it changed.
-    /// Only called for keys that exist.
+    /// Writes `new` if `key` still holds exactly `expected`; `Ok(false)` if it changed (or,
+    /// on Spin's Redis store, whether or not it wrote). Only called for keys that exist.
     fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<bool, KvError>;
 }
 
@@ -49,6 +52,9 @@ pub struct MemoryKv {
     data: Mutex<HashMap<String, Vec<u8>>>,
     /// When set, every operation fails (models an unreachable store).
     pub fail: std::sync::atomic::AtomicBool,
+    /// When set, a compare-and-swap reports failure even when it wrote, as Spin's Redis
+    /// store does.
+    pub swap_reports_failure: std::sync::atomic::AtomicBool,
 }
 
 impl MemoryKv {
@@ -118,7 +124,9 @@ impl Kv for MemoryKv {
             // Present and equal, or absent: Spin's SQLite store writes in both cases.
             _ => {
                 data.insert(key.to_string(), new.to_vec());
-                Ok(true)
+                Ok(!self
+                    .swap_reports_failure
+                    .load(std::sync::atomic::Ordering::SeqCst))
             }
         }
     }

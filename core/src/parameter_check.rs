@@ -54,7 +54,10 @@ pub struct InProcessChecker;
 
 impl InProcessChecker {
     /// The synchronous check behind [`ParameterChecker::check`].
-    pub fn check_now(schema: &Value, parameters: &Value) -> Result<Vec<SchemaViolation>, CheckError> {
+    pub fn check_now(
+        schema: &Value,
+        parameters: &Value,
+    ) -> Result<Vec<SchemaViolation>, CheckError> {
         let compiled = ParameterSchema::compile(schema)?;
         Ok(compiled.validate(parameters).err().unwrap_or_default())
     }
@@ -217,7 +220,11 @@ mod tests {
     #[test]
     fn the_chain_answers_exactly_what_the_process_would() {
         let chained = ChainedChecker::new(&Chain);
-        for parameters in [json!({ "size": 5 }), json!({ "size": 2 }), json!({ "size": "x" })] {
+        for parameters in [
+            json!({ "size": 5 }),
+            json!({ "size": 2 }),
+            json!({ "size": "x" }),
+        ] {
             assert_eq!(
                 block_on(chained.check(&schema(), &parameters)),
                 block_on(InProcessChecker.check(&schema(), &parameters)),
@@ -232,7 +239,8 @@ mod tests {
 
     #[test]
     fn a_schema_that_does_not_compile_is_a_schema_error_across_the_chain() {
-        let broken = json!({ "$schema": "http://json-schema.org/draft-04/schema#", "type": "strin" });
+        let broken =
+            json!({ "$schema": "http://json-schema.org/draft-04/schema#", "type": "strin" });
         let error = block_on(ChainedChecker::new(&Chain).check(&broken, &json!({}))).unwrap_err();
         assert!(matches!(error, CheckError::Schema(_)), "{error}");
         assert!(error.to_string().contains("strin"), "{error}");

@@ -378,7 +378,50 @@ pub struct Stored<T> {
     /// The decoded record.
     pub value: T,
     raw: Vec<u8>,
+    stamp: WriteStamp,
 }
+
+/// How many earlier write tokens a record remembers (see [`WriteStamp`]).
+const LINEAGE: usize = 8;
+
+/// Every record write carries a fresh random token and the tokens of the writes it replaced,
+/// so a writer can tell from the store whether its compare-and-swap took effect, whatever
+/// the store reported: Spin's Redis store writes (conditionally, under `WATCH`) and then
+/// reports `cas-failed`, every time. A write is ours if the record now holds our token, or
+/// a later write that replaced ours (and so lists our token among its predecessors).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct WriteStamp {
+    token: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    after: Vec<String>,
+}
+
+impl WriteStamp {
+    fn fresh(env: &dyn Env) -> Self {
+        WriteStamp {
+            token: env.random_hex(12),
+            after: Vec::new(),
+        }
+    }
+
+    /// The stamp of a write that replaces the one stamped `self`.
+    fn successor(&self, env: &dyn Env) -> Self {
+        let mut after = Vec::with_capacity(LINEAGE);
+        after.push(self.token.clone());
+        after.extend(self.after.iter().take(LINEAGE - 1).cloned());
+        WriteStamp {
+            token: env.random_hex(12),
+            after,
+        }
+    }
+
+    fn includes(&self, token: &str) -> bool {
+        self.token == token || self.after.iter().any(|t| t == token)
+    }
+}
+
+/// The field of a stored record that holds its [`WriteStamp`].
+const STAMP_FIELD: &str = "write";
 
 /// Reads and decodes `key`. A record that does not decode (corruption, a newer schema)
 /// is a 500 that names the key, never a panic or a silent overwrite.
@@ -386,44 +429,66 @@ pub fn read<T: DeserializeOwned>(kv: &dyn Kv, key: &str) -> Result<Option<Stored
     let Some(raw) = kv.get(key)? else {
         return Ok(None);
     };
-    let value = decode(key, &raw)?;
-    Ok(Some(Stored { value, raw }))
+    let (value, stamp) = decode(key, &raw)?;
+    Ok(Some(Stored { value, raw, stamp }))
 }
 
-fn decode<T: DeserializeOwned>(key: &str, raw: &[u8]) -> Result<T, OsbError> {
-    let schema = serde_json::from_slice::<Value>(raw)
-        .ok()
-        .and_then(|v| v.get("schema").and_then(Value::as_u64));
+fn decode<T: DeserializeOwned>(key: &str, raw: &[u8]) -> Result<(T, WriteStamp), OsbError> {
+    let unreadable =
+        |e: serde_json::Error| OsbError::internal(format!("record {key} is unreadable: {e}"));
+    let mut json = serde_json::from_slice::<Value>(raw).map_err(unreadable)?;
+    let schema = json.get("schema").and_then(Value::as_u64);
     if let Some(schema) = schema.filter(|s| *s > SCHEMA_VERSION as u64) {
         return Err(OsbError::internal(format!(
             "record {key} has schema {schema}, newer than this broker's {SCHEMA_VERSION}; upgrade the broker"
         )));
     }
-    serde_json::from_slice(raw)
-        .map_err(|e| OsbError::internal(format!("record {key} is unreadable: {e}")))
+    // Records written before stamps existed have none: an empty token never matches.
+    let stamp = match json.as_object_mut().and_then(|o| o.remove(STAMP_FIELD)) {
+        Some(stamp) => serde_json::from_value(stamp).map_err(unreadable)?,
+        None => WriteStamp::default(),
+    };
+    Ok((serde_json::from_value(json).map_err(unreadable)?, stamp))
 }
 
-fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, OsbError> {
-    serde_json::to_vec(value).map_err(|e| OsbError::internal(format!("cannot encode record: {e}")))
+fn encode<T: Serialize>(value: &T, stamp: &WriteStamp) -> Result<Vec<u8>, OsbError> {
+    let failed = |e: serde_json::Error| OsbError::internal(format!("cannot encode record: {e}"));
+    let mut json = serde_json::to_value(value).map_err(failed)?;
+    let Some(object) = json.as_object_mut() else {
+        return Err(OsbError::internal("a record must encode as a JSON object"));
+    };
+    object.insert(
+        STAMP_FIELD.into(),
+        serde_json::to_value(stamp).map_err(failed)?,
+    );
+    serde_json::to_vec(&json).map_err(failed)
 }
 
 /// Writes `new` if the record still holds what `current` was read from. `Ok(None)` when
 /// someone else changed it first (the caller re-reads and decides again).
-pub fn replace<T: Serialize + Clone>(
+///
+/// A reported success is trusted; a reported failure is checked against the store (see
+/// [`WriteStamp`]), so a store that reports failure after writing cannot make the broker
+/// believe a transition it made did not happen.
+pub fn replace<T: Serialize + Clone + DeserializeOwned>(
     kv: &dyn Kv,
+    env: &dyn Env,
     key: &str,
     current: &Stored<T>,
     new: &T,
 ) -> Result<Option<Stored<T>>, OsbError> {
-    let raw = encode(new)?;
-    if kv.compare_and_swap(key, &current.raw, &raw)? {
-        Ok(Some(Stored {
-            value: new.clone(),
-            raw,
-        }))
-    } else {
-        Ok(None)
-    }
+    let stamp = current.stamp.successor(env);
+    let raw = encode(new, &stamp)?;
+    let written = kv.compare_and_swap(key, &current.raw, &raw)?
+        || match kv.get(key)? {
+            Some(now) => now == raw || decode::<Value>(key, &now)?.1.includes(&stamp.token),
+            None => false,
+        };
+    Ok(written.then(|| Stored {
+        value: new.clone(),
+        raw,
+        stamp,
+    }))
 }
 
 /// The outcome of [`create`].
@@ -447,11 +512,13 @@ pub fn create<T: Serialize + DeserializeOwned + Clone>(
         }
         let claim = kv.increment(&format!("{key}/claim/g{generation}"), 1)?;
         if claim == 1 {
-            let raw = encode(record)?;
+            let stamp = WriteStamp::fresh(env);
+            let raw = encode(record, &stamp)?;
             kv.set(key, &raw)?;
             return Ok(Created::New(Stored {
                 value: record.clone(),
                 raw,
+                stamp,
             }));
         }
         // Someone else owns this generation: wait for their record.
@@ -590,6 +657,7 @@ mod tests {
         };
         let second = replace(
             &kv,
+            &env,
             "k",
             &first,
             &Rec {
@@ -601,6 +669,7 @@ mod tests {
         assert!(second.is_some());
         assert!(replace(
             &kv,
+            &env,
             "k",
             &first,
             &Rec {
@@ -612,6 +681,98 @@ mod tests {
         .is_none());
         let now: Stored<Rec> = read(&kv, "k").unwrap().unwrap();
         assert_eq!(now.value.owner, 2);
+    }
+
+    fn rec(owner: u32) -> Rec {
+        Rec { schema: 1, owner }
+    }
+
+    /// A store whose swaps report failure after writing, like Spin's Redis store.
+    fn lying_store() -> MemoryKv {
+        let kv = MemoryKv::default();
+        kv.swap_reports_failure
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        kv
+    }
+
+    #[test]
+    fn a_swap_reported_failed_that_wrote_is_a_success() {
+        let (kv, env) = (lying_store(), TestEnv::at(0));
+        let Created::New(first) = create(&kv, &env, "k", &rec(1)).unwrap() else {
+            panic!()
+        };
+        let second = replace(&kv, &env, "k", &first, &rec(2)).unwrap();
+        assert_eq!(second.map(|s| s.value.owner), Some(2));
+        // And the transition after it too (its stamp chains to the first).
+        let now: Stored<Rec> = read(&kv, "k").unwrap().unwrap();
+        assert!(replace(&kv, &env, "k", &now, &rec(3)).unwrap().is_some());
+        assert_eq!(read::<Rec>(&kv, "k").unwrap().unwrap().value.owner, 3);
+    }
+
+    #[test]
+    fn a_swap_reported_failed_that_lost_is_a_failure() {
+        let (kv, env) = (lying_store(), TestEnv::at(0));
+        let Created::New(first) = create(&kv, &env, "k", &rec(1)).unwrap() else {
+            panic!()
+        };
+        assert!(replace(&kv, &env, "k", &first, &rec(2)).unwrap().is_some());
+        // A second writer that read the same version loses, although it sends the same bytes
+        // a winner would: the tokens differ.
+        assert!(replace(&kv, &env, "k", &first, &rec(2)).unwrap().is_none());
+        assert!(replace(&kv, &env, "k", &first, &rec(9)).unwrap().is_none());
+        assert_eq!(read::<Rec>(&kv, "k").unwrap().unwrap().value.owner, 2);
+    }
+
+    #[test]
+    fn our_write_replaced_before_we_looked_is_still_ours() {
+        let (kv, env) = (MemoryKv::default(), TestEnv::at(0));
+        let Created::New(first) = create(&kv, &env, "k", &rec(1)).unwrap() else {
+            panic!()
+        };
+        // Our swap wrote; then, before we read back, someone replaced our write.
+        let ours = replace(&kv, &env, "k", &first, &rec(2)).unwrap().unwrap();
+        let theirs = replace(&kv, &env, "k", &ours, &rec(3)).unwrap().unwrap();
+        let (now, stamp) = decode::<Rec>("k", &theirs.raw).unwrap();
+        assert_eq!(now.owner, 3);
+        assert!(stamp.includes(&ours.stamp.token));
+    }
+
+    #[test]
+    fn concurrent_transitions_on_a_lying_store_have_exactly_one_winner() {
+        let (kv, env) = (lying_store(), TestEnv::at(0));
+        let Created::New(first) = create(&kv, &env, "k", &rec(0)).unwrap() else {
+            panic!()
+        };
+        let winners: Vec<u32> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (1..=16)
+                .map(|owner| {
+                    let (kv, env, first) = (&kv, &env, &first);
+                    scope.spawn(move || {
+                        replace(kv, env, "k", first, &rec(owner))
+                            .unwrap()
+                            .map(|_| owner)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect()
+        });
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        assert_eq!(
+            read::<Rec>(&kv, "k").unwrap().unwrap().value.owner,
+            winners[0]
+        );
+    }
+
+    #[test]
+    fn records_written_before_stamps_are_read_and_replaced() {
+        let (kv, env) = (lying_store(), TestEnv::at(0));
+        kv.set("old", br#"{"schema": 1, "owner": 1}"#).unwrap();
+        let old: Stored<Rec> = read(&kv, "old").unwrap().unwrap();
+        assert!(replace(&kv, &env, "old", &old, &rec(2)).unwrap().is_some());
+        assert_eq!(read::<Rec>(&kv, "old").unwrap().unwrap().value.owner, 2);
     }
 
     #[test]

@@ -2645,3 +2645,44 @@ fn a_binding_whose_plan_left_the_catalog_can_still_be_unbound() {
     assert_eq!(unbound.status, 200, "{:?}", unbound.body);
     assert_eq!(w.deprovision("i-orphan-b", SYNC).status, 200);
 }
+
+/// Spin's Redis store writes on compare-and-swap and then reports failure: every transition
+/// must still happen exactly once, and nothing may be reported as a conflict.
+#[test]
+fn the_whole_lifecycle_works_on_a_store_whose_swaps_report_failure() {
+    let w = world();
+    w.kv.swap_reports_failure.store(true, Ordering::SeqCst);
+    for plan in [SYNC, ASYNC] {
+        let iid = format!("i-{plan}");
+        w.ready_instance(&iid, plan);
+        w.ready_binding(&iid, "b1", plan, json!({}));
+        // Identical repeats are idempotent answers, not conflicts.
+        let again = w.bind(&iid, "b1", plan);
+        assert!(
+            again.status == 200 || again.status == 202,
+            "{}",
+            body_text(&again)
+        );
+        let r = w.unbind(&iid, "b1", plan);
+        if is_async(plan) {
+            let op = operation_of(&expect(r, 202));
+            w.env.advance(delay_of(plan));
+            assert_eq!(
+                state_of(&expect(w.binding_last_op(&iid, "b1", Some(&op)), 200)),
+                "succeeded"
+            );
+        } else {
+            expect(r, 200);
+        }
+        let r = w.deprovision(&iid, plan);
+        if is_async(plan) {
+            let op = operation_of(&expect(r, 202));
+            w.env.advance(delay_of(plan));
+            let r = w.last_op(&iid, Some(&op));
+            assert!(r.status == 200 || r.status == 410, "{}", body_text(&r));
+        } else {
+            expect(r, 200);
+        }
+        expect(w.fetch(&iid), 404);
+    }
+}

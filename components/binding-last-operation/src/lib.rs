@@ -5,5 +5,8 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    osb_spin::serve(request, async |b, r| b.serve_binding_last_operation(r).await).await
+    osb_spin::serve(request, async |b, r| {
+        b.serve_binding_last_operation(r).await
+    })
+    .await
 }

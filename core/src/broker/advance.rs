@@ -210,7 +210,7 @@ impl Broker<'_> {
                 next.conclude(Outcome::Failed(format!(
                     "the operation did not finish within the plan's maximum polling duration ({limit} s)"
                 )));
-                match replace(self.kv, key, &stored, &next)? {
+                match replace(self.kv, self.env, key, &stored, &next)? {
                     Some(done) => return Ok(done),
                     None => {
                         stored = self.reread(key)?;
@@ -223,7 +223,7 @@ impl Broker<'_> {
             }
             let mut leased = stored.value.clone();
             leased.operation_mut().lease_until = Some(now + LEASE_SECONDS);
-            let Some(leased) = replace(self.kv, key, &stored, &leased)? else {
+            let Some(leased) = replace(self.kv, self.env, key, &stored, &leased)? else {
                 stored = self.reread(key)?;
                 continue;
             };
@@ -234,7 +234,7 @@ impl Broker<'_> {
                     let mut released = leased.value.clone();
                     released.operation_mut().lease_until = None;
                     // Best effort: if it fails, the lease simply expires.
-                    let _ = replace(self.kv, key, &leased, &released);
+                    let _ = replace(self.kv, self.env, key, &leased, &released);
                     return Err(error);
                 }
             };
@@ -268,7 +268,7 @@ impl Broker<'_> {
             }
             // If this CAS fails, a newer operation (e.g. a deprovision during provisioning)
             // replaced ours while we held the lease: it wins, and we report what is stored.
-            return match replace(self.kv, key, &leased, &next)? {
+            return match replace(self.kv, self.env, key, &leased, &next)? {
                 Some(written) => Ok(written),
                 None => self.reread(key),
             };
@@ -337,7 +337,7 @@ impl Broker<'_> {
             op.description = Some(format!("cancelled by a {} request", kind.prefix()));
         }
         next.begin(Operation::start(kind, self.env, deadline_after));
-        replace(self.kv, key, stored, &next)?
+        replace(self.kv, self.env, key, stored, &next)?
             .ok_or_else(|| OsbError::concurrency(format!("{label} changed concurrently; retry")))
     }
 

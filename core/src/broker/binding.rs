@@ -93,7 +93,8 @@ impl Broker<'_> {
             parameters.get_or_insert_with(|| predecessor.value.parameters.clone());
         }
         let parameters = parameters.unwrap_or_default();
-        self.check_parameters(&plan, ParamsKind::Bind, &parameters).await?;
+        self.check_parameters(&plan, ParamsKind::Bind, &parameters)
+            .await?;
 
         let record = BindingRecord {
             schema: SCHEMA_VERSION,
@@ -124,7 +125,7 @@ impl Broker<'_> {
         let stored = match create(self.kv, self.env, &key, &record)? {
             Created::New(stored) => stored,
             Created::Existing(existing) if existing.value.status == Status::Deleted => {
-                replace(self.kv, &key, &existing, &record)?.ok_or_else(|| {
+                replace(self.kv, self.env, &key, &existing, &record)?.ok_or_else(|| {
                     OsbError::concurrency(format!(
                         "another request for binding {binding_id} is in progress"
                     ))

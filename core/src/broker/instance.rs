@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
-use crate::backend::{for_plan, BackendError, StepInput};
 use super::advance::StepError;
+use crate::backend::{for_plan, BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
@@ -38,7 +38,8 @@ impl Broker<'_> {
             }
         }
         let parameters = body.parameters.clone().unwrap_or_default();
-        self.check_parameters(&plan, ParamsKind::Provision, &parameters).await?;
+        self.check_parameters(&plan, ParamsKind::Provision, &parameters)
+            .await?;
         let backend = for_plan(&plan.backend, self.services());
         let is_async = backend.is_async(OperationKind::Provision);
         if is_async && !accepts_incomplete {
@@ -85,7 +86,7 @@ impl Broker<'_> {
             Created::New(stored) => stored,
             Created::Existing(existing) if existing.value.status == Status::Deleted => {
                 // The id was used before and deprovisioned: start afresh over the tombstone.
-                replace(self.kv, &key, &existing, &record)?.ok_or_else(|| {
+                replace(self.kv, self.env, &key, &existing, &record)?.ok_or_else(|| {
                     OsbError::concurrency(format!(
                         "another request for instance {instance_id} is in progress"
                     ))
@@ -210,7 +211,8 @@ impl Broker<'_> {
         };
         let parameters = match &body.parameters {
             Some(new) => {
-                self.check_parameters(&plan, ParamsKind::Update, new).await?;
+                self.check_parameters(&plan, ParamsKind::Update, new)
+                    .await?;
                 let mut merged = current.parameters.clone();
                 merged.extend(new.clone());
                 merged
@@ -259,7 +261,7 @@ impl Broker<'_> {
             if context != current.context && plan.allow_context_updates {
                 let mut next = current.clone();
                 next.context = context;
-                replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
+                replace(self.kv, self.env, &key, &stored, &next)?.ok_or_else(|| {
                     OsbError::concurrency(format!(
                         "service instance {instance_id} changed concurrently; retry"
                     ))
@@ -293,7 +295,7 @@ impl Broker<'_> {
             request_fingerprint,
         });
         next.begin(operation);
-        let stored = replace(self.kv, &key, &stored, &next)?.ok_or_else(|| {
+        let stored = replace(self.kv, self.env, &key, &stored, &next)?.ok_or_else(|| {
             OsbError::concurrency(format!(
                 "service instance {instance_id} changed concurrently; retry"
             ))

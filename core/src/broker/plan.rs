@@ -82,7 +82,7 @@ impl CompiledPlan {
         .with_service(&self.service_id, &self.service_name)
         .with_plan(&self.plan_id, &self.plan_name)
         .with_parameters(Value::Object(parameters.clone()))
-            .with_context(legacy_context(instance, context))
+        .with_context(legacy_context(instance, context))
     }
 
     /// Renders the plan's dashboard URL template for a new instance.

@@ -354,7 +354,10 @@ impl CompiledCatalog {
             )));
         }
         serde_json::from_slice(&bytes).map_err(|e| {
-            Untrusted(format!("{} is unreadable: {e}", self.label("manifest.json")))
+            Untrusted(format!(
+                "{} is unreadable: {e}",
+                self.label("manifest.json")
+            ))
         })
     }
 
@@ -380,9 +383,8 @@ impl CompiledCatalog {
         let bytes = self
             .read("index.json")?
             .ok_or_else(|| Untrusted(format!("{} is missing", self.label("index.json"))))?;
-        let index: Index = serde_json::from_slice(&bytes).map_err(|e| {
-            Untrusted(format!("{} is unreadable: {e}", self.label("index.json")))
-        })?;
+        let index: Index = serde_json::from_slice(&bytes)
+            .map_err(|e| Untrusted(format!("{} is unreadable: {e}", self.label("index.json"))))?;
         if index.generation != manifest.generation {
             return Err(self.mixed("index.json"));
         }
@@ -423,9 +425,8 @@ impl CatalogLookup for CompiledCatalog {
         let name = plan_file_name(plan_id);
         let found = match self.read(&name)? {
             Some(bytes) => {
-                let file: PlanFile = serde_json::from_slice(&bytes).map_err(|e| {
-                    Untrusted(format!("{} is unreadable: {e}", self.label(&name)))
-                })?;
+                let file: PlanFile = serde_json::from_slice(&bytes)
+                    .map_err(|e| Untrusted(format!("{} is unreadable: {e}", self.label(&name))))?;
                 if file.generation != manifest.generation {
                     return Err(self.mixed(&name).into());
                 }

@@ -101,7 +101,11 @@ fn main() -> ExitCode {
         requests: args.osb_requests,
         max_seconds: args.max_seconds.max(300),
     });
-    let hello = if args.suite == "osb" { Ok(true) } else { run(args) };
+    let hello = if args.suite == "osb" {
+        Ok(true)
+    } else {
+        run(args)
+    };
     let outcome = hello.and_then(|good| match osb {
         Some(osb) => Ok(osb::run(osb)? && good),
         None => Ok(good),

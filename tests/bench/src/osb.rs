@@ -284,7 +284,9 @@ struct Broker {
 
 impl Broker {
     fn start(args: &OsbArgs, cache: &Path) -> Result<(Broker, Duration)> {
-        let state = tempfile::Builder::new().prefix("spin-osb-bench-osb-").tempdir()?;
+        let state = tempfile::Builder::new()
+            .prefix("spin-osb-bench-osb-")
+            .tempdir()?;
         let log = std::fs::File::create(state.path().join("host.log"))?;
         let started = Instant::now();
         let mut child = Command::new(&args.host_bin)
@@ -306,7 +308,10 @@ impl Broker {
         std::thread::spawn(move || {
             use std::io::BufRead;
             let mut tx = Some(tx);
-            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
                 if let Some(rest) = line.trim().strip_prefix("Serving http://") {
                     if let Some(tx) = tx.take() {
                         let _ = tx.send(rest.trim_end_matches('/').to_string());
@@ -318,14 +323,12 @@ impl Broker {
             .recv_timeout(Duration::from_secs(600))
             .map_err(|_| anyhow!("spin-osb did not start; see its log in the state dir"))?
             .parse()?;
-        let broker = Broker {
-            child,
-            addr,
-            state,
-        };
+        let broker = Broker { child, addr, state };
         // The first 200 of an authenticated catalog request ends the first start.
         let client = broker.client();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         rt.block_on(async {
             loop {
                 let step = Step::new("GET", "/v2/catalog".into(), 200);
@@ -375,7 +378,9 @@ impl Drop for Broker {
 
 /// A finished async instance (whose `last_operation` path is returned) and 9 sync ones.
 async fn set_up(client: &Client, deadline: Instant) -> Result<String> {
-    client.once(provision("bench-async", ASYNC_PLAN, None)).await?;
+    client
+        .once(provision("bench-async", ASYNC_PLAN, None))
+        .await?;
     let poll = "/v2/service_instances/bench-async/last_operation".to_string();
     loop {
         let (_, body) = client.once(Step::new("GET", poll.clone(), 200)).await?;
@@ -388,7 +393,9 @@ async fn set_up(client: &Client, deadline: Instant) -> Result<String> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     for k in 0..9 {
-        client.once(provision(&format!("bench-sync-{k}"), SYNC_PLAN, None)).await?;
+        client
+            .once(provision(&format!("bench-sync-{k}"), SYNC_PLAN, None))
+            .await?;
     }
     Ok(poll)
 }
@@ -412,15 +419,24 @@ fn provision(iid: &str, plan: &str, parameters: Option<&str>) -> Step {
     ))
 }
 
-fn cycle(prefix: String, parameters: Option<&'static str>) -> Arc<dyn Fn(u64) -> Vec<Step> + Send + Sync> {
+fn cycle(
+    prefix: String,
+    parameters: Option<&'static str>,
+) -> Arc<dyn Fn(u64) -> Vec<Step> + Send + Sync> {
     Arc::new(move |ticket| {
         let iid = format!("{prefix}-{ticket}");
         let bid = format!("{iid}-b");
         let ids = format!("service_id={SERVICE_ID}&plan_id={SYNC_PLAN}");
         vec![
             provision(&iid, SYNC_PLAN, parameters),
-            Step::new("PUT", format!("/v2/service_instances/{iid}/service_bindings/{bid}"), 201)
-                .body(format!(r#"{{"service_id":"{SERVICE_ID}","plan_id":"{SYNC_PLAN}"}}"#)),
+            Step::new(
+                "PUT",
+                format!("/v2/service_instances/{iid}/service_bindings/{bid}"),
+                201,
+            )
+            .body(format!(
+                r#"{{"service_id":"{SERVICE_ID}","plan_id":"{SYNC_PLAN}"}}"#
+            )),
             Step::new(
                 "DELETE",
                 format!("/v2/service_instances/{iid}/service_bindings/{bid}?{ids}"),
@@ -431,7 +447,11 @@ fn cycle(prefix: String, parameters: Option<&'static str>) -> Arc<dyn Fn(u64) ->
     })
 }
 
-fn repeat(method: &'static str, path: String, expect: u16) -> Arc<dyn Fn(u64) -> Vec<Step> + Send + Sync> {
+fn repeat(
+    method: &'static str,
+    path: String,
+    expect: u16,
+) -> Arc<dyn Fn(u64) -> Vec<Step> + Send + Sync> {
     Arc::new(move |_| vec![Step::new(method, path.clone(), expect)])
 }
 
@@ -452,9 +472,8 @@ fn seed_instances(store: &Path, template_id: &str, count: u64) -> Result<Duratio
     }
     let tx = db.transaction()?;
     {
-        let mut insert = tx.prepare(
-            "INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
-        )?;
+        let mut insert = tx
+            .prepare("INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)")?;
         for n in 0..count {
             let id = format!("seeded-{n:08}");
             insert.execute(rusqlite::params![
@@ -529,12 +548,20 @@ fn verdict(ok: bool) -> &'static str {
 /// Runs the OSB suite; `Ok(false)` when a workload got wrong answers.
 pub fn run(args: OsbArgs) -> Result<bool> {
     let deadline = Instant::now() + Duration::from_secs(args.max_seconds);
-    let cache = tempfile::Builder::new().prefix("spin-osb-bench-cache-").tempdir()?;
+    let cache = tempfile::Builder::new()
+        .prefix("spin-osb-bench-cache-")
+        .tempdir()?;
     println!();
-    println!("OSB workloads: {} (default catalog), loopback, `spin-osb up`", args.app.display());
+    println!(
+        "OSB workloads: {} (default catalog), loopback, `spin-osb up`",
+        args.app.display()
+    );
 
     let sizes = wasm_sizes(&args.app)?;
-    let catalog_size = sizes.iter().find(|(id, _)| id == "osb-catalog").map_or(0, |s| s.1);
+    let catalog_size = sizes
+        .iter()
+        .find(|(id, _)| id == "osb-catalog")
+        .map_or(0, |s| s.1);
     let largest_endpoint = sizes
         .iter()
         .find(|(id, _)| id != "osb-parameters")
@@ -570,7 +597,9 @@ pub fn run(args: OsbArgs) -> Result<bool> {
     let seeded_client = seeded.client();
     // One client thread, as wrk uses: a multi-threaded client adds a cross-thread wake-up to
     // every request and competes with the host for the two cores.
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let n = args.requests;
     let result = rt.block_on(async {
         let poll = set_up(&client, deadline).await?;
@@ -731,7 +760,11 @@ pub fn run(args: OsbArgs) -> Result<bool> {
                 row.name,
                 row.connections,
                 row.m.errors,
-                if row.m.timed_out { ", hit the time limit" } else { "" },
+                if row.m.timed_out {
+                    ", hit the time limit"
+                } else {
+                    ""
+                },
                 row.m.first_error.as_deref().unwrap_or("-")
             );
         }

@@ -28,7 +28,10 @@ fn with_file(path: &Path, contents: Option<Vec<u8>>, f: impl FnOnce()) {
 }
 
 fn description(resp: &spin_osb_e2e::Resp) -> String {
-    resp.json["description"].as_str().unwrap_or_default().to_string()
+    resp.json["description"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 #[test]
@@ -42,12 +45,16 @@ fn an_untrusted_compiled_catalog_is_a_500_naming_the_problem_and_stores_nothing(
 
     // A manifest of another format: every endpoint refuses it.
     manifest["format"] = json!(999);
-    with_file(&manifest_path, Some(manifest.to_string().into_bytes()), || {
-        let resp = b.get("/v2/catalog").expect_error(500);
-        assert!(description(&resp).contains("format 999"), "{}", resp.body);
-        let resp = b.provision("untrusted-1", &body, false).expect_error(500);
-        assert!(description(&resp).contains("rebuild"), "{}", resp.body);
-    });
+    with_file(
+        &manifest_path,
+        Some(manifest.to_string().into_bytes()),
+        || {
+            let resp = b.get("/v2/catalog").expect_error(500);
+            assert!(description(&resp).contains("format 999"), "{}", resp.body);
+            let resp = b.provision("untrusted-1", &body, false).expect_error(500);
+            assert!(description(&resp).contains("rebuild"), "{}", resp.body);
+        },
+    );
 
     // A plan file of another compilation.
     let plan_file = compiled.join(spin_osb_core::catalog::plan_file_name(&plan.plan_id));
@@ -55,7 +62,11 @@ fn an_untrusted_compiled_catalog_is_a_500_naming_the_problem_and_stores_nothing(
     file["generation"] = json!("0000");
     with_file(&plan_file, Some(file.to_string().into_bytes()), || {
         let resp = b.provision("untrusted-1", &body, false).expect_error(500);
-        assert!(description(&resp).contains("another compilation"), "{}", resp.body);
+        assert!(
+            description(&resp).contains("another compilation"),
+            "{}",
+            resp.body
+        );
     });
 
     // A missing plan file and a truncated catalog body.
@@ -65,10 +76,14 @@ fn an_untrusted_compiled_catalog_is_a_500_naming_the_problem_and_stores_nothing(
     });
     let catalog_path = compiled.join("catalog.json");
     let catalog = std::fs::read(&catalog_path).unwrap();
-    with_file(&catalog_path, Some(catalog[..catalog.len() / 2].to_vec()), || {
-        let resp = b.get("/v2/catalog").expect_error(500);
-        assert!(description(&resp).contains("bytes"), "{}", resp.body);
-    });
+    with_file(
+        &catalog_path,
+        Some(catalog[..catalog.len() / 2].to_vec()),
+        || {
+            let resp = b.get("/v2/catalog").expect_error(500);
+            assert!(description(&resp).contains("bytes"), "{}", resp.body);
+        },
+    );
 
     // Nothing was stored by the refused requests: the first real provision creates.
     b.provision("untrusted-1", &body, false).expect(201);

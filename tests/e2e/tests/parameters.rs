@@ -338,8 +338,14 @@ fn app_without_the_parameter_checker(dir: &std::path::Path) -> std::path::PathBu
     let root = spin_osb_e2e::repo_root();
     let text = std::fs::read_to_string(spin_osb_e2e::manifest()).unwrap();
     let cut = text.replace(", \"http://osb-parameters.spin.internal\"", "");
-    assert_ne!(cut, text, "spin.toml should let the endpoints reach osb-parameters");
-    let cut = cut.replace("source = \"target/", &format!("source = \"{}/target/", root.display()));
+    assert_ne!(
+        cut, text,
+        "spin.toml should let the endpoints reach osb-parameters"
+    );
+    let cut = cut.replace(
+        "source = \"target/",
+        &format!("source = \"{}/target/", root.display()),
+    );
     let path = dir.join("spin.toml");
     std::fs::write(&path, cut).unwrap();
     path
@@ -354,9 +360,12 @@ fn parameters_that_cannot_be_checked_are_a_500_naming_the_checker_and_store_noth
     let params = json!({ "size": 2 });
 
     let iid = new_id();
-    let resp = b.provision(&iid, &plan.provision_body(params), false).expect_error(500);
+    let resp = b
+        .provision(&iid, &plan.provision_body(params), false)
+        .expect_error(500);
     assert!(
-        resp.description().contains("parameter checker is unavailable"),
+        resp.description()
+            .contains("parameter checker is unavailable"),
         "{}",
         resp.body
     );
@@ -364,5 +373,6 @@ fn parameters_that_cannot_be_checked_are_a_500_naming_the_checker_and_store_noth
 
     // Without parameters nothing needs the checker: the compiled catalog already knows
     // what the schema says about `{}`.
-    b.provision(&iid, &plan.provision_body(json!({})), false).expect(201);
+    b.provision(&iid, &plan.provision_body(json!({})), false)
+        .expect(201);
 }

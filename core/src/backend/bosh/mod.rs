@@ -73,10 +73,7 @@ struct Progress {
 impl<'a> Bosh<'a> {
     /// Wraps the plan's configuration.
     pub fn new(config: &'a BoshBackend, services: Services<'a>) -> Self {
-        Self {
-            config,
-            services,
-        }
+        Self { config, services }
     }
 
     /// Everything but unbind waits on director tasks.
@@ -354,7 +351,6 @@ impl<'a> Bosh<'a> {
         }
         Ok(manifest.to_string())
     }
-
 }
 
 fn in_progress(progress: &Progress, description: String) -> Step {

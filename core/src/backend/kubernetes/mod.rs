@@ -108,14 +108,8 @@ enum Verdict {
 
 impl<'a> Kubernetes<'a> {
     /// Wraps the plan's configuration.
-    pub fn new(
-        config: &'a KubernetesBackend,
-        services: Services<'a>,
-    ) -> Self {
-        Self {
-            config,
-            services,
-        }
+    pub fn new(config: &'a KubernetesBackend, services: Services<'a>) -> Self {
+        Self { config, services }
     }
 
     /// Instances always roll out asynchronously; bindings only when they create objects.
@@ -577,7 +571,6 @@ impl<'a> Kubernetes<'a> {
         }
         refs
     }
-
 
     /// The instance's template context with `namespace` set to its rendered namespace.
     fn instance_context(
