@@ -7,11 +7,18 @@
 source "$(dirname "$0")/env.sh"
 cd "$REPO_ROOT"
 ensure_rust
-apt_install redis-server etcd-server curl openssl jq
+apt_install redis-server etcd-server curl openssl jq xz-utils
 echo "==> kube-apiserver v1.20.2 (built once into the cache; ~10 min the first time)"
 "$REPO_ROOT/tests/kube/kube.sh" build >/dev/null
 "$REPO_ROOT/tests/kube/kube.sh" start >/dev/null
 trap '"$REPO_ROOT/tests/kube/kube.sh" stop' EXIT
+echo "==> real Spin CLI (for the real-Spin suite), when the project's Spin build is here"
+if [ -x "$REPO_ROOT/../shared/spin/install.sh" ]; then
+  SPIN_OSB_REAL_SPIN="$("$REPO_ROOT/../shared/spin/install.sh")"
+  export SPIN_OSB_REAL_SPIN
+else
+  echo "    not available: tests/e2e/tests/real_spin.rs will skip (it fails under CI=true)"
+fi
 build_host
 build_app
 echo "==> building test components"

@@ -165,8 +165,14 @@ impl Broker<'_> {
                 json!({ "operation": current.operation.id }),
             )),
             Status::Creating => {
+                let crashed = super::instance::creator_is_gone(&current.operation, self.env.now());
                 let stored = self.drive_binding(key, existing, false).await?;
-                bind_response(&stored.value, false)
+                let response = bind_response(&stored.value, false);
+                if crashed {
+                    response
+                } else {
+                    response.map(super::instance::already_existed)
+                }
             }
             Status::Failed => Err(OsbError::conflict(format!(
                 "service binding {id} exists but failed ({}); unbind it first",

@@ -133,9 +133,13 @@ impl Broker<'_> {
                 if accepts_incomplete && is_async {
                     Ok(OsbResponse::json(202, provision_accepted(current)))
                 } else {
-                    // A synchronous provision that was interrupted: finish it now.
+                    // Created by another request: see it through. If that request is still
+                    // running, this one is a duplicate and success is 200; if it died, this
+                    // is the platform's retry and provisions the instance (201).
+                    let crashed = creator_is_gone(&current.operation, self.env.now());
                     let stored = self.drive_instance(key, existing, false).await?;
-                    provision_response(&stored.value, false)
+                    let response = provision_response(&stored.value, false);
+                    if crashed { response } else { response.map(already_existed) }
                 }
             }
             (Status::Failed, _, _) => Err(OsbError::conflict(format!(
@@ -536,6 +540,25 @@ fn provision_accepted(record: &InstanceRecord) -> Value {
     let mut body = instance_summary(record);
     body["operation"] = json!(record.operation.id);
     body
+}
+
+/// Whether the request that started `operation` can no longer be running: its lease has
+/// expired, or it never took one although it started a lease's length ago.
+pub(super) fn creator_is_gone(operation: &Operation, now: u64) -> bool {
+    match operation.lease_until {
+        Some(until) => until <= now,
+        None => now >= operation.started_at + super::LEASE_SECONDS,
+    }
+}
+
+/// A synchronous success for a request that found the resource already created by another
+/// request: the spec's `200` ("already exists"), not `201`, so that N identical requests get
+/// exactly one 201.
+pub(super) fn already_existed(mut response: OsbResponse) -> OsbResponse {
+    if response.status == 201 {
+        response.status = 200;
+    }
+    response
 }
 
 fn provision_response(

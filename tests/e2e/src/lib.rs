@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 
 pub mod kube;
+pub mod redis;
 pub use serde_json::{json, Value};
 
 /// How long `spin-osb up` may take to print `Serving ...` (a cold start compiles eleven
@@ -76,6 +77,25 @@ fn target_dirs() -> Vec<PathBuf> {
     }
     dirs.push(repo_root().join("target"));
     dirs
+}
+
+/// The real Spin CLI: `$SPIN_OSB_REAL_SPIN`, else where `scripts/test.sh` installs it
+/// (`~/.cache/spin-osb/spin/spin`, from the Spin build the project's CI provides).
+pub fn real_spin_bin() -> Result<PathBuf, String> {
+    let path = match std::env::var_os("SPIN_OSB_REAL_SPIN") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+            .join(".cache/spin-osb/spin/spin"),
+    };
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "the real Spin CLI is not at {} (scripts/test.sh installs it when the Spin build is \
+             available; set SPIN_OSB_REAL_SPIN to use another)",
+            path.display()
+        ))
+    }
 }
 
 /// The `spin-osb` host binary; panics with build instructions when it is missing.
@@ -279,6 +299,8 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     /// `--runtime-config-file`.
     pub runtime_config: Option<PathBuf>,
+    /// Run the app under the real Spin CLI ([`real_spin_bin`]) instead of `spin-osb up`.
+    pub real_spin: bool,
 }
 
 impl Options {
@@ -411,7 +433,18 @@ impl Broker {
     }
 
     fn spawn(&self) {
-        let bin = host_bin();
+        let real_spin = self.options.real_spin;
+        let bin = if real_spin {
+            real_spin_bin().unwrap_or_else(|e| panic!("{e}"))
+        } else {
+            host_bin()
+        };
+        // Spin prints the address it was given, so it gets a port chosen here.
+        let listen = if real_spin {
+            format!("127.0.0.1:{}", redis::free_port())
+        } else {
+            "127.0.0.1:0".to_string()
+        };
         if self.manifest == manifest() || self.options.catalog.is_some() {
             check_components_built();
         }
@@ -422,7 +455,7 @@ impl Broker {
         cmd.arg("up")
             .arg("-f")
             .arg(&self.manifest)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", &listen])
             .arg("--state-dir")
             .arg(&self.state_dir)
             .current_dir(repo_root());
@@ -445,7 +478,8 @@ impl Broker {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
         self.output.push(format!(
-            "=== e2e: spin-osb up (start #{}, pid {}, state dir {}) ===",
+            "=== e2e: {} up (start #{}, pid {}, state dir {}) ===",
+            if real_spin { "spin" } else { "spin-osb" },
             running.starts,
             child.id(),
             self.state_dir.display()

@@ -44,9 +44,10 @@ fn fifty_identical_synchronous_provisions_at_once_all_succeed_with_one_record() 
         bad.is_empty(),
         "every identical provision should be 201 or 200; got {histogram:?}; failures: {bad:#?}"
     );
-    assert!(
-        histogram.get(&201).copied().unwrap_or(0) >= 1,
-        "one of them created the instance (201): {histogram:?}"
+    assert_eq!(
+        histogram.get(&201).copied().unwrap_or(0),
+        1,
+        "exactly one of them created the instance (201), the others found it (200): {histogram:?}"
     );
     eprintln!("{PROVISIONS} concurrent synchronous provisions: {histogram:?}");
     let dashboards: std::collections::BTreeSet<String> = results
@@ -140,6 +141,11 @@ fn twenty_identical_binds_at_once_all_succeed_with_one_binding_record() {
         "every identical bind should be 201 or 200; got {histogram:?}; failures: {bad:#?}"
     );
     eprintln!("{BINDS} concurrent binds: {histogram:?}");
+    assert_eq!(
+        histogram.get(&201).copied().unwrap_or(0),
+        1,
+        "exactly one of them created the binding (201), the others found it (200): {histogram:?}"
+    );
     let credentials: std::collections::BTreeSet<String> = results
         .iter()
         .map(|r| r.json["credentials"].to_string())

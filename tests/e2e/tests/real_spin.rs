@@ -1,0 +1,145 @@
+//! The broker under the real Spin CLI (not this project's host), on Spin's own key-value
+//! stores, whose compare-and-swap is weaker than documented: the SQLite store upserts a
+//! swap on an absent key, and the Redis store writes and then reports `cas-failed` every
+//! time. The same OSB answers as under `spin-osb up` are expected on both:
+//! * the whole lifecycle of the sync and async credentials plans;
+//! * 50 identical concurrent provisions, then binds: exactly one 201, the rest 200;
+//! * kill -9 of Spin in the middle of an async operation, a restart, a successful poll;
+//! * two Spin processes on one Redis answering as one broker.
+//!
+//! The real Spin CLI comes from the build the project's CI provides (`scripts/test.sh`
+//! installs it); without it these tests say so and pass, except under `CI=true`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use spin_osb_e2e::redis::RedisServer;
+use spin_osb_e2e::{concurrently, json, new_id, real_spin_bin, until_exit, Broker, Options, Resp};
+
+/// Each test starts Spin processes that compile twelve components; one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Options for a broker under real Spin, or `None` (test skipped) when the CLI is missing
+/// outside CI.
+fn real_spin(options: Options) -> Option<Options> {
+    match real_spin_bin() {
+        Ok(_) => Some(Options {
+            real_spin: true,
+            ..options
+        }),
+        Err(e) if std::env::var_os("CI").is_some() => panic!("{e}"),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+fn histogram(results: &[Resp]) -> BTreeMap<u16, usize> {
+    let mut counts = BTreeMap::new();
+    for r in results {
+        *counts.entry(r.status).or_insert(0) += 1;
+    }
+    counts
+}
+
+/// Sync and async lifecycles, then exact concurrency, spread over `brokers` (one or more
+/// processes sharing a store).
+fn lifecycle_and_concurrency(brokers: &[&'static Broker]) {
+    let a = brokers[0];
+    let on = |i: usize| brokers[i % brokers.len()];
+    let plans = a.plans();
+
+    // Sync: every step answered at once, on alternating processes.
+    let (sync, iid, bid) = (plans.sync.clone(), new_id(), new_id());
+    on(0).provision(&iid, &sync.provision_body(json!({})), false).expect(201);
+    on(1).bind(&iid, &bid, &sync.bind_body(json!({})), false).expect(201);
+    on(0).fetch_binding(&iid, &bid).expect(200);
+    on(1).unbind(&iid, &bid, &sync, false).expect(200);
+    on(0).deprovision(&iid, &sync, false).expect(200);
+    on(1).fetch_instance(&iid).expect_error(404);
+
+    // Async: 202 and an operation, polled to success on either process.
+    let (asynchronous, iid) = (plans.asynchronous.clone(), new_id());
+    let op = on(1)
+        .provision(&iid, &asynchronous.provision_body(json!({})), true)
+        .expect(202)
+        .operation();
+    on(0).wait_instance_operation(&iid, &op);
+    on(1).fetch_instance(&iid).expect(200);
+
+    // 50 identical provisions at once: one creates (201), the others see it (200).
+    let (iid, body) = (new_id(), sync.provision_body(json!({})));
+    let results = {
+        let (iid, body, brokers) = (iid.clone(), body.clone(), brokers.to_vec());
+        concurrently(50, move |i| brokers[i % brokers.len()].provision(&iid, &body, false))
+    };
+    let counts = histogram(&results);
+    assert_eq!(counts, BTreeMap::from([(200, 49), (201, 1)]), "provisions: {counts:?}");
+
+    // And 50 identical binds of one binding.
+    let (bid, body) = (new_id(), sync.bind_body(json!({})));
+    let results = {
+        let (iid, bid, body, brokers) = (iid.clone(), bid.clone(), body.clone(), brokers.to_vec());
+        concurrently(50, move |i| brokers[i % brokers.len()].bind(&iid, &bid, &body, false))
+    };
+    let counts = histogram(&results);
+    assert_eq!(counts, BTreeMap::from([(200, 49), (201, 1)]), "binds: {counts:?}");
+    let credentials: std::collections::BTreeSet<String> =
+        results.iter().map(|r| r.json["credentials"].to_string()).collect();
+    assert_eq!(credentials.len(), 1, "every answer names the same credentials");
+}
+
+#[test]
+fn under_real_spin_with_sqlite_the_broker_answers_as_under_spin_osb() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(options) = real_spin(Options::default()) else {
+        return;
+    };
+    let broker = until_exit(Broker::start_with_options(options));
+    lifecycle_and_concurrency(&[broker]);
+
+    // kill -9 in the middle of an async provision: nothing is lost, the next poll after a
+    // restart finishes it.
+    let asynchronous = broker.plans().asynchronous;
+    let iid = new_id();
+    let op = broker
+        .provision(&iid, &asynchronous.provision_body(json!({})), true)
+        .expect(202)
+        .operation();
+    broker.kill9();
+    broker.restart();
+    broker.wait_instance_operation(&iid, &op);
+    broker.fetch_instance(&iid).expect(200);
+}
+
+fn redis_runtime_config(dir: &Path, redis: &RedisServer) -> std::path::PathBuf {
+    let path = dir.join("runtime-config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[key_value_store.default]\ntype = \"redis\"\nurl = \"{}\"\n",
+            redis.url()
+        ),
+    )
+    .expect("runtime config");
+    path
+}
+
+#[test]
+fn two_real_spin_processes_on_one_redis_answer_as_one_broker() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(options) = real_spin(Options::default()) else {
+        return;
+    };
+    let redis = RedisServer::start();
+    let dir = tempfile::tempdir().expect("tmp");
+    let options = Options {
+        runtime_config: Some(redis_runtime_config(dir.path(), &redis)),
+        ..options
+    };
+    let a = until_exit(Broker::start_with_options(options.clone()));
+    let b = until_exit(Broker::start_with_options(options));
+    lifecycle_and_concurrency(&[a, b]);
+}
