@@ -350,12 +350,7 @@ impl RunResult {
         }
     }
     fn percentile_us(&self, p: f64) -> f64 {
-        let n = self.latencies_ns.len();
-        if n == 0 {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        self.latencies_ns[rank.clamp(1, n) - 1] as f64 / 1000.0
+        percentile_us(&self.latencies_ns, p)
     }
     fn max_us(&self) -> f64 {
         self.latencies_ns
@@ -377,6 +372,16 @@ impl RunResult {
             self.first_error = Some(e);
         }
     }
+}
+
+/// The `p`th percentile (nearest rank) of sorted nanosecond latencies, in µs.
+fn percentile_us(sorted_ns: &[u64], p: f64) -> f64 {
+    let n = sorted_ns.len();
+    if n == 0 {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * n as f64).ceil() as usize;
+    sorted_ns[rank.clamp(1, n) - 1] as f64 / 1000.0
 }
 
 /// Closed loop: `concurrency` workers with one keep-alive connection each take

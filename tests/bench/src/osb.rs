@@ -96,12 +96,7 @@ impl Measured {
         self.ok as f64 / self.elapsed.as_secs_f64().max(1e-9)
     }
     fn percentile_us(&self, p: f64) -> f64 {
-        let n = self.latencies_ns.len();
-        if n == 0 {
-            return f64::NAN;
-        }
-        let rank = ((p / 100.0) * n as f64).ceil() as usize;
-        self.latencies_ns[rank.clamp(1, n) - 1] as f64 / 1000.0
+        super::percentile_us(&self.latencies_ns, p)
     }
     /// Adds a run measured after this one (rates then span both runs).
     fn merge_run(&mut self, other: Measured) {

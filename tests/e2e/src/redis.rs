@@ -9,7 +9,6 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-
 /// A throw-away redis-server on 127.0.0.1 (no automatic persistence). `stop` saves a
 /// snapshot on the way out (`SHUTDOWN SAVE`) so `start_again` on the same port and
 /// directory comes back with the same data, like a restarted production Redis.
@@ -231,4 +230,3 @@ fn read_reply(r: &mut impl BufRead) -> std::io::Result<RedisReply> {
         other => return Err(bad(format!("unknown RESP type {:?}", other as char))),
     })
 }
-

@@ -52,8 +52,12 @@ fn lifecycle_and_concurrency(brokers: &[&'static Broker]) {
 
     // Sync: every step answered at once, on alternating processes.
     let (sync, iid, bid) = (plans.sync.clone(), new_id(), new_id());
-    on(0).provision(&iid, &sync.provision_body(json!({})), false).expect(201);
-    on(1).bind(&iid, &bid, &sync.bind_body(json!({})), false).expect(201);
+    on(0)
+        .provision(&iid, &sync.provision_body(json!({})), false)
+        .expect(201);
+    on(1)
+        .bind(&iid, &bid, &sync.bind_body(json!({})), false)
+        .expect(201);
     on(0).fetch_binding(&iid, &bid).expect(200);
     on(1).unbind(&iid, &bid, &sync, false).expect(200);
     on(0).deprovision(&iid, &sync, false).expect(200);
@@ -72,22 +76,40 @@ fn lifecycle_and_concurrency(brokers: &[&'static Broker]) {
     let (iid, body) = (new_id(), sync.provision_body(json!({})));
     let results = {
         let (iid, body, brokers) = (iid.clone(), body.clone(), brokers.to_vec());
-        concurrently(50, move |i| brokers[i % brokers.len()].provision(&iid, &body, false))
+        concurrently(50, move |i| {
+            brokers[i % brokers.len()].provision(&iid, &body, false)
+        })
     };
     let counts = histogram(&results);
-    assert_eq!(counts, BTreeMap::from([(200, 49), (201, 1)]), "provisions: {counts:?}");
+    assert_eq!(
+        counts,
+        BTreeMap::from([(200, 49), (201, 1)]),
+        "provisions: {counts:?}"
+    );
 
     // And 50 identical binds of one binding.
     let (bid, body) = (new_id(), sync.bind_body(json!({})));
     let results = {
         let (iid, bid, body, brokers) = (iid.clone(), bid.clone(), body.clone(), brokers.to_vec());
-        concurrently(50, move |i| brokers[i % brokers.len()].bind(&iid, &bid, &body, false))
+        concurrently(50, move |i| {
+            brokers[i % brokers.len()].bind(&iid, &bid, &body, false)
+        })
     };
     let counts = histogram(&results);
-    assert_eq!(counts, BTreeMap::from([(200, 49), (201, 1)]), "binds: {counts:?}");
-    let credentials: std::collections::BTreeSet<String> =
-        results.iter().map(|r| r.json["credentials"].to_string()).collect();
-    assert_eq!(credentials.len(), 1, "every answer names the same credentials");
+    assert_eq!(
+        counts,
+        BTreeMap::from([(200, 49), (201, 1)]),
+        "binds: {counts:?}"
+    );
+    let credentials: std::collections::BTreeSet<String> = results
+        .iter()
+        .map(|r| r.json["credentials"].to_string())
+        .collect();
+    assert_eq!(
+        credentials.len(),
+        1,
+        "every answer names the same credentials"
+    );
 }
 
 #[test]
