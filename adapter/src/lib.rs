@@ -1,6 +1,6 @@
 //! The glue between spin-osb-core and Spin, written once for every component.
 //!
-//! Endpoint components are one line each: `osb_spin::serve(Endpoint::X, request)`. This
+//! Endpoint components are one line each: `osb_spin::serve(Endpoint::X, request, ...)`. This
 //! crate turns the Spin request into the core's host-free [`OsbRequest`], provides the
 //! core's [`Kv`] over `wasi:keyvalue`, its [`Env`] over WASI clocks and randomness, its
 //! outbound HTTP and variables over `spin-sdk`,
@@ -13,6 +13,7 @@ mod outbound;
 pub use gateway::gateway;
 pub use kv::SpinKv;
 pub use outbound::{SpinHttp, SpinVariables};
+pub use spin_osb_core::http::Endpoint;
 
 use spin_osb_core::broker::Broker;
 use spin_osb_core::catalog::CompiledCatalog;
@@ -30,8 +31,13 @@ pub const STATE_STORE: &str = "default";
 /// Serves `GET /v2/catalog` from the compiled catalog: two file reads, no state.
 pub fn serve_catalog(request: Request) -> Response {
     let osb_request = to_osb_request(&request);
-    let catalog = CompiledCatalog::open(CATALOG_DIR);
-    let response = spin_osb_core::broker::serve_catalog(&catalog, &osb_request);
+    let response = match gateway::admit_for(Endpoint::Catalog, &osb_request) {
+        Ok(_) => {
+            let catalog = CompiledCatalog::open(CATALOG_DIR);
+            spin_osb_core::broker::serve_catalog(&catalog, &osb_request)
+        }
+        Err(response) => response,
+    };
     to_spin_response(response, &osb_request)
 }
 
@@ -43,15 +49,21 @@ pub fn serve_parameter_check(request: Request) -> Response {
     to_spin_response(response, &osb_request)
 }
 
-/// Serves one OSB endpoint that uses state (the gateway has already authenticated the
-/// request): `endpoint` is the [`Broker`]'s `serve_*` method of that endpoint, e.g.
-/// `osb_spin::serve(request, async |b, r| b.serve_provision(r).await)`. Generic rather than
-/// a switch on the endpoint so each component links only its own endpoint's code.
+/// Serves one OSB endpoint that uses state, after admitting the request (whether it came
+/// straight from the platform or through the gateway): `serve` is the [`Broker`]'s
+/// `serve_*` method of `endpoint`, e.g.
+/// `osb_spin::serve(Endpoint::Provision, request, async |b, r| b.serve_provision(r).await)`.
+/// Generic rather than a switch on the endpoint so each component links only its own
+/// endpoint's code.
 pub async fn serve(
+    endpoint: Endpoint,
     request: Request,
-    endpoint: impl AsyncFnOnce(&Broker<'_>, &OsbRequest) -> OsbResponse,
+    serve: impl AsyncFnOnce(&Broker<'_>, &OsbRequest) -> OsbResponse,
 ) -> Response {
     let osb_request = to_osb_request(&request);
+    if let Err(response) = gateway::admit_for(endpoint, &osb_request) {
+        return to_spin_response(response, &osb_request);
+    }
     let catalog = CompiledCatalog::open(CATALOG_DIR);
     let response = match SpinKv::open(STATE_STORE) {
         Ok(kv) => {
@@ -63,7 +75,7 @@ pub async fn serve(
                 config: &SpinVariables,
                 parameters: &ChainedChecker::new(&SpinHttp),
             };
-            endpoint(&broker, &osb_request).await
+            serve(&broker, &osb_request).await
         }
         Err(error) => OsbError::from(error).into(),
     };

@@ -1,4 +1,4 @@
-//! `GET /v2/catalog`: a private component reached from the gateway through service chaining.
+//! `GET /v2/catalog`: routed here by spin.toml (the gateway forwards only odd spellings such as a trailing slash).
 //! It serves the compiled catalog's bytes and links nothing else: no state, no schemas, no
 //! backends.
 

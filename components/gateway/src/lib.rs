@@ -1,5 +1,6 @@
-//! The broker's only public component: authenticates every `/v2/...` request, checks the
-//! OSB headers once, and forwards it to the private endpoint component that serves it.
+//! The public entry point for the paths that several endpoints share by method
+//! (`/v2/service_instances/:id` and its bindings): admits the request once and forwards it
+//! to the private component of the endpoint that serves it.
 
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;

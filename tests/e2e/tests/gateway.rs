@@ -1,5 +1,6 @@
-//! The public gateway: authentication, `X-Broker-API-Version`, identity headers, routing
-//! and body limits, checked before any endpoint component runs.
+//! Admission: authentication, `X-Broker-API-Version`, identity headers, routing and body
+//! limits, checked before any endpoint logic runs, whether the path reaches the gateway or
+//! is routed straight to its endpoint component (catalog, both last_operations).
 
 use base64::Engine as _;
 use spin_osb_e2e::{json, new_id, shared};
@@ -11,7 +12,13 @@ fn b64(s: &str) -> String {
 #[test]
 fn requests_without_credentials_are_401_with_a_basic_challenge() {
     let b = shared();
-    for path in ["/v2/catalog", "/v2/service_instances/x", "/v2/nope"] {
+    for path in [
+        "/v2/catalog",
+        "/v2/service_instances/x",
+        "/v2/service_instances/x/last_operation",
+        "/v2/service_instances/x/service_bindings/y/last_operation",
+        "/v2/nope",
+    ] {
         let resp = b.request("GET", path).no_auth().send().expect_error(401);
         let challenge = resp.header("www-authenticate").unwrap_or_default();
         assert!(
@@ -19,6 +26,46 @@ fn requests_without_credentials_are_401_with_a_basic_challenge() {
             "{path}: WWW-Authenticate should offer Basic, got {challenge:?}"
         );
     }
+}
+
+/// The catalog and the last_operation paths skip the gateway (spin.toml routes them to
+/// their components): each of those components must refuse exactly what the gateway does.
+#[test]
+fn paths_routed_straight_to_an_endpoint_are_admitted_like_the_rest() {
+    let b = shared();
+    let password = b.password.clone();
+    let iid = new_id();
+    let direct = [
+        "/v2/catalog".to_string(),
+        "/v2/catalog/".to_string(),
+        format!("/v2/service_instances/{iid}/last_operation"),
+        format!("/v2/service_instances/{iid}/service_bindings/b/last_operation"),
+    ];
+    for path in &direct {
+        b.request("GET", path)
+            .auth("broker", "wrong")
+            .send()
+            .expect_error(401);
+        b.request("GET", path)
+            .header("Authorization", &format!("Basic {}", b64(&format!("broker{password}"))))
+            .send()
+            .expect_error(401);
+        b.request("GET", path).version(None).send().expect_error(412);
+        b.request("GET", path)
+            .version(Some("2.12"))
+            .send()
+            .expect_error(412);
+        b.request("GET", path)
+            .header("X-Broker-API-Originating-Identity", "cloudfoundry !!!")
+            .send()
+            .expect_error(400);
+        let resp = b.request("POST", path).body("{}").send().expect_error(405);
+        assert_eq!(resp.header("allow"), Some("GET"), "{path}");
+    }
+    // Admitted, they reach their endpoint: the catalog, and the instance's last_operation,
+    // which knows no such instance.
+    b.request("GET", &direct[0]).send().expect(200);
+    b.request("GET", &direct[2]).send().expect_error(404);
 }
 
 #[test]
