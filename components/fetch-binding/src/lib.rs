@@ -6,5 +6,8 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    osb_spin::serve(Endpoint::FetchBinding, request, async |b, r| b.serve_fetch_binding(r)).await
+    osb_spin::serve(Endpoint::FetchBinding, request, async |b, r| {
+        b.serve_fetch_binding(r)
+    })
+    .await
 }

@@ -6,5 +6,8 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    osb_spin::serve(Endpoint::Unbind, request, async |b, r| b.serve_unbind(r).await).await
+    osb_spin::serve(Endpoint::Unbind, request, async |b, r| {
+        b.serve_unbind(r).await
+    })
+    .await
 }

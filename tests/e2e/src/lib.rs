@@ -452,6 +452,9 @@ impl Broker {
         assert!(running.child.is_none(), "the broker is already running");
         running.starts += 1;
         let mut cmd = Command::new(&bin);
+        // Its own process group, so that stopping it reaches every process it started:
+        // real Spin's `spin up` serves from a child `spin trigger http` process.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.arg("up")
             .arg("-f")
             .arg(&self.manifest)
@@ -523,8 +526,7 @@ impl Broker {
                 running.readers = readers;
             }
             Err(reason) => {
-                let _ = child.kill();
-                let _ = child.wait();
+                kill_group(&mut child);
                 for r in readers {
                     let _ = r.join();
                 }
@@ -561,21 +563,13 @@ impl Broker {
         let mut child = running.child.take()?;
         let status = match signal {
             Some(sig) => {
-                let _ = Command::new("kill")
-                    .arg(format!("-{sig}"))
-                    .arg(child.id().to_string())
-                    .status();
+                signal_group(&child, sig);
                 let status = wait_timeout(&mut child, timeout);
-                if status.is_none() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+                // Whatever is left of the group (a child that outlived its parent) goes too.
+                kill_group(&mut child);
                 status
             }
-            None => {
-                let _ = child.kill();
-                child.wait().ok()
-            }
+            None => kill_group(&mut child),
         };
         for r in running.readers.drain(..) {
             let _ = r.join();
@@ -827,6 +821,23 @@ impl Broker {
     }
 }
 
+/// Sends `signal` (`TERM`, `KILL`) to the process group `child` leads (see `spawn`).
+fn signal_group(child: &Child, signal: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg("--")
+        .arg(format!("-{}", child.id()))
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// `kill -9` of `child`'s whole process group, then reaps `child`.
+fn kill_group(child: &mut Child) -> Option<ExitStatus> {
+    signal_group(child, "KILL");
+    let _ = child.kill();
+    child.wait().ok()
+}
+
 impl Drop for Broker {
     fn drop(&mut self) {
         self.stop_with(None, Duration::ZERO);
@@ -883,8 +894,7 @@ extern "C" fn kill_brokers_at_exit() {
     for broker in brokers {
         let mut running = broker.running();
         if let Some(mut child) = running.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            kill_group(&mut child);
         }
         let _ = std::fs::remove_dir_all(&broker.state_dir);
     }

@@ -47,10 +47,16 @@ fn paths_routed_straight_to_an_endpoint_are_admitted_like_the_rest() {
             .send()
             .expect_error(401);
         b.request("GET", path)
-            .header("Authorization", &format!("Basic {}", b64(&format!("broker{password}"))))
+            .header(
+                "Authorization",
+                &format!("Basic {}", b64(&format!("broker{password}"))),
+            )
             .send()
             .expect_error(401);
-        b.request("GET", path).version(None).send().expect_error(412);
+        b.request("GET", path)
+            .version(None)
+            .send()
+            .expect_error(412);
         b.request("GET", path)
             .version(Some("2.12"))
             .send()
