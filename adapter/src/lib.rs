@@ -17,7 +17,7 @@ pub use spin_osb_core::http::Endpoint;
 
 use spin_osb_core::broker::Broker;
 use spin_osb_core::catalog::CompiledCatalog;
-use spin_osb_core::env::Env;
+use spin_osb_core::env::{Env, RandomnessUnavailable};
 use spin_osb_core::error::OsbError;
 use spin_osb_core::http::{OsbRequest, OsbResponse};
 use spin_osb_core::parameter_check::ChainedChecker;
@@ -147,20 +147,10 @@ impl Env for WasiEnv {
             .unwrap_or(0)
     }
 
-    fn random_hex(&self, bytes: usize) -> String {
+    fn random_hex(&self, bytes: usize) -> Result<String, RandomnessUnavailable> {
         let mut buffer = vec![0u8; bytes];
-        // WASI's random source cannot fail short of a broken host; a fixed id would be worse
-        // than a trap, so fall back to the clock's nanoseconds mixed in.
-        if getrandom::fill(&mut buffer).is_err() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0);
-            for (i, b) in buffer.iter_mut().enumerate() {
-                *b = (nanos >> ((i % 16) * 8)) as u8 ^ i as u8;
-            }
-        }
-        buffer.iter().map(|b| format!("{b:02x}")).collect()
+        getrandom::fill(&mut buffer).map_err(|e| RandomnessUnavailable(e.to_string()))?;
+        Ok(buffer.iter().map(|b| format!("{b:02x}")).collect())
     }
 
     fn sleep_ms(&self, millis: u64) {

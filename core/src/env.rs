@@ -1,12 +1,20 @@
 //! What the broker needs from its surroundings besides storage: time, randomness and a
 //! way to wait. Components use the WASI clock and random sources; tests use fakes.
 
+/// The runtime's random source failed. Instance seeds, generated secrets, operation ids
+/// and write tokens all come from it, and a predictable substitute would make them
+/// guessable, so the request fails instead (500, nothing written).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("the runtime's random source failed ({0}); nothing was changed")]
+pub struct RandomnessUnavailable(pub String);
+
 /// Clock, randomness and sleeping.
 pub trait Env {
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
-    /// `bytes` random bytes, hex-encoded; used for operation ids and per-instance seeds.
-    fn random_hex(&self, bytes: usize) -> String;
+    /// `bytes` random bytes, hex-encoded; used for operation ids, write tokens and
+    /// per-instance seeds.
+    fn random_hex(&self, bytes: usize) -> Result<String, RandomnessUnavailable>;
     /// Blocks for `millis` (used only while waiting for a concurrent creator).
     fn sleep_ms(&self, millis: u64);
 }
@@ -17,6 +25,8 @@ pub struct TestEnv {
     /// The current time.
     pub now: std::sync::atomic::AtomicU64,
     counter: std::sync::atomic::AtomicU64,
+    /// When set, randomness fails (as a broken runtime's would).
+    pub randomness_fails: std::sync::atomic::AtomicBool,
 }
 
 impl TestEnv {
@@ -24,7 +34,7 @@ impl TestEnv {
     pub fn at(now: u64) -> Self {
         Self {
             now: now.into(),
-            counter: 0.into(),
+            ..Self::default()
         }
     }
 
@@ -40,12 +50,18 @@ impl Env for TestEnv {
         self.now.load(std::sync::atomic::Ordering::SeqCst)
     }
 
-    fn random_hex(&self, bytes: usize) -> String {
+    fn random_hex(&self, bytes: usize) -> Result<String, RandomnessUnavailable> {
+        if self
+            .randomness_fails
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(RandomnessUnavailable("the test turned it off".into()));
+        }
         let n = self
             .counter
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let hex = format!("{n:0width$x}", width = bytes * 2);
-        hex[hex.len() - bytes * 2..].to_string()
+        Ok(hex[hex.len() - bytes * 2..].to_string())
     }
 
     fn sleep_ms(&self, millis: u64) {

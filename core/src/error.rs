@@ -159,6 +159,12 @@ impl From<crate::catalog::LookupError> for OsbError {
     }
 }
 
+impl From<crate::env::RandomnessUnavailable> for OsbError {
+    fn from(error: crate::env::RandomnessUnavailable) -> Self {
+        OsbError::internal(error.to_string())
+    }
+}
+
 impl From<crate::catalog::Untrusted> for OsbError {
     fn from(error: crate::catalog::Untrusted) -> Self {
         OsbError::internal(error.to_string())

@@ -24,12 +24,18 @@ impl Admitted {
     /// One audit line: endpoint, version, platform user and request id (never secrets).
     pub fn audit_line(&self, request: &OsbRequest) -> String {
         let who = match &self.identity {
-            Some(identity) => format!("{} user {}", identity.platform, identity.user()),
+            Some(identity) => format!(
+                "{} user {}",
+                log_safe(&identity.platform),
+                log_safe(&identity.user())
+            ),
             None => "no originating identity".to_string(),
         };
-        let request_id = request
-            .header("x-broker-api-request-identity")
-            .unwrap_or("-");
+        let request_id = log_safe(
+            request
+                .header("x-broker-api-request-identity")
+                .unwrap_or("-"),
+        );
         format!(
             "{} {} -> {} (api {}, {who}, request {request_id})",
             request.method,
@@ -38,6 +44,20 @@ impl Admitted {
             self.version
         )
     }
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`...): what a client sends can
+/// never start a new log line or drive a terminal.
+pub fn log_safe(text: &str) -> String {
+    let mut safe = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() {
+            safe.extend(c.escape_default());
+        } else {
+            safe.push(c);
+        }
+    }
+    safe
 }
 
 /// Runs every gateway check in the order that leaks least to unauthenticated callers.
@@ -107,17 +127,19 @@ mod tests {
     #[test]
     fn auth_is_checked_before_the_version() {
         assert_eq!(
-            admit(&request(None, None), "u", "p").unwrap_err().status,
+            admit(&request(None, None), "u", "password")
+                .unwrap_err()
+                .status,
             401
         );
         assert_eq!(
-            admit(&request(Some("u:p"), None), "u", "p")
+            admit(&request(Some("u:password"), None), "u", "password")
                 .unwrap_err()
                 .status,
             412
         );
         assert_eq!(
-            admit(&request(Some("u:p"), Some("2.15")), "u", "p")
+            admit(&request(Some("u:password"), Some("2.15")), "u", "password")
                 .unwrap()
                 .endpoint,
             Endpoint::Catalog
@@ -125,9 +147,26 @@ mod tests {
     }
 
     #[test]
+    fn audit_lines_cannot_be_forged_by_the_client() {
+        let identity = base64::engine::general_purpose::STANDARD
+            .encode(r#"{"user_id":"eve\nGET /v2/catalog -> osb-catalog (api 2.17, cloudfoundry user admin"}"#);
+        let mut r = request(Some("u:password"), Some("2.17"));
+        r.headers.push((
+            "x-broker-api-originating-identity".into(),
+            format!("cloudfoundry {identity}"),
+        ));
+        r.headers
+            .push(("x-broker-api-request-identity".into(), "id\u{1b}[2J".into()));
+        let line = admit(&r, "u", "password").unwrap().audit_line(&r);
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+        assert!(line.contains(r"eve\nGET"), "{line}");
+        assert!(line.contains(r"id\u{1b}[2J"), "{line}");
+    }
+
+    #[test]
     fn oversized_bodies_are_413() {
-        let mut r = request(Some("u:p"), Some("2.17"));
+        let mut r = request(Some("u:password"), Some("2.17"));
         r.body = vec![b' '; MAX_BODY_BYTES + 1];
-        assert_eq!(admit(&r, "u", "p").unwrap_err().status, 413);
+        assert_eq!(admit(&r, "u", "password").unwrap_err().status, 413);
     }
 }

@@ -4,6 +4,7 @@
 
 use base64::Engine as _;
 use serde_json::Value;
+use sha2::Digest as _;
 use subtle::ConstantTimeEq;
 
 use crate::error::OsbError;
@@ -47,38 +48,53 @@ pub fn check_api_version(header: Option<&str>) -> Result<ApiVersion, OsbError> {
     }
 }
 
+/// The shortest `broker_password` the broker serves with: an empty or very short password
+/// would let anyone in (`curl -u broker: ...`) or fall to guessing.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+
 /// Checks HTTP basic auth against the configured credentials in constant time.
 ///
-/// Both the username and the password are compared without early exit, so timing does not
-/// reveal which one (or how much of either) was right.
+/// The scheme name is case-insensitive (RFC 7617) and the decoded value must hold a `:`
+/// (no colon is not "an empty password"). Both parts are compared as SHA-256 digests, so
+/// the comparison takes the same time whatever was sent: timing reveals neither which part
+/// was right nor how long the configured values are. A configured password shorter than
+/// [`MIN_PASSWORD_CHARS`] admits no one (500, naming the variable to set).
 pub fn check_basic_auth(
     header: Option<&str>,
     username: &str,
     password: &str,
 ) -> Result<(), OsbError> {
-    let decoded = header
-        .and_then(|h| {
-            h.trim()
-                .strip_prefix("Basic ")
-                .or_else(|| h.trim().strip_prefix("basic "))
-        })
-        .and_then(|b64| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b64.trim())
-                .ok()
-        })
-        .and_then(|bytes| String::from_utf8(bytes).ok());
-    let Some(decoded) = decoded else {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(OsbError::internal(format!(
+            "the broker's password (variable broker_password) is empty or shorter than \
+             {MIN_PASSWORD_CHARS} characters; the broker admits no one until it is set"
+        )));
+    }
+    let Some((user, pass)) = header.and_then(basic_credentials) else {
         return Err(OsbError::unauthorized());
     };
-    let (user, pass) = decoded.split_once(':').unwrap_or((decoded.as_str(), ""));
-    let user_ok = user.as_bytes().ct_eq(username.as_bytes());
-    let pass_ok = pass.as_bytes().ct_eq(password.as_bytes());
+    let digest = |s: &str| sha2::Sha256::digest(s.as_bytes());
+    let user_ok = digest(&user).ct_eq(&digest(username));
+    let pass_ok = digest(&pass).ct_eq(&digest(password));
     if bool::from(user_ok & pass_ok) {
         Ok(())
     } else {
         Err(OsbError::unauthorized())
     }
+}
+
+/// `Basic BASE64(user:password)` → `(user, password)`; `None` for any other scheme or shape.
+fn basic_credentials(header: &str) -> Option<(String, String)> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(token.trim())
+        .ok()?;
+    let decoded = String::from_utf8(bytes).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
 }
 
 /// `X-Broker-API-Originating-Identity: PLATFORM BASE64(JSON)`, decoded.
@@ -184,17 +200,69 @@ mod tests {
                 base64::engine::general_purpose::STANDARD.encode(s)
             )
         };
-        assert!(check_basic_auth(Some(&header("admin:secret")), "admin", "secret").is_ok());
+        let pw = "secret-pw";
+        assert!(check_basic_auth(Some(&header("admin:secret-pw")), "admin", pw).is_ok());
         assert_eq!(
-            check_basic_auth(Some(&header("admin:wrong")), "admin", "secret")
+            check_basic_auth(Some(&header("admin:wrong")), "admin", pw)
                 .unwrap_err()
                 .status,
             401
         );
-        assert!(check_basic_auth(Some(&header("admin:secretx")), "admin", "secret").is_err());
-        assert!(check_basic_auth(Some(&header("admin")), "admin", "secret").is_err());
-        assert!(check_basic_auth(None, "admin", "secret").is_err());
-        assert!(check_basic_auth(Some("Bearer x"), "admin", "secret").is_err());
+        assert!(check_basic_auth(Some(&header("admin:secret-pwx")), "admin", pw).is_err());
+        assert!(check_basic_auth(Some(&header("admin")), "admin", pw).is_err());
+        assert!(check_basic_auth(None, "admin", pw).is_err());
+        assert!(check_basic_auth(Some("Bearer x"), "admin", pw).is_err());
+        // RFC 7617: the scheme name is case-insensitive.
+        let token = base64::engine::general_purpose::STANDARD.encode("admin:secret-pw");
+        for scheme in ["basic", "BASIC", "bAsIc"] {
+            assert!(check_basic_auth(Some(&format!("{scheme} {token}")), "admin", pw).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_value_without_a_colon_is_not_an_empty_password() {
+        let header = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("broker")
+        );
+        // Even with a password configured as the empty string, which is refused anyway.
+        assert_eq!(
+            check_basic_auth(Some(&header), "broker", "")
+                .unwrap_err()
+                .status,
+            500
+        );
+        assert_eq!(
+            check_basic_auth(Some(&header), "broker", "long-enough")
+                .unwrap_err()
+                .status,
+            401
+        );
+    }
+
+    #[test]
+    fn empty_or_short_configured_passwords_admit_no_one() {
+        let enc = |s: &str| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(s)
+            )
+        };
+        for password in ["", "short", "7chars!"] {
+            let error = check_basic_auth(
+                Some(&enc(&format!("broker:{password}"))),
+                "broker",
+                password,
+            )
+            .unwrap_err();
+            assert_eq!(error.status, 500, "{password:?}");
+            assert!(
+                error.description.contains("broker_password"),
+                "{}",
+                error.description
+            );
+        }
+        assert!(check_basic_auth(Some(&enc("broker:8chars!!")), "broker", "8chars!!").is_ok());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::env::Env;
+use crate::env::{Env, RandomnessUnavailable};
 use crate::error::OsbError;
 use crate::kv::Kv;
 
@@ -165,10 +165,14 @@ fn is_zero(n: &u32) -> bool {
 
 impl Operation {
     /// A new in-progress operation.
-    pub fn start(kind: OperationKind, env: &dyn Env, deadline_after: Option<u64>) -> Self {
+    pub fn start(
+        kind: OperationKind,
+        env: &dyn Env,
+        deadline_after: Option<u64>,
+    ) -> Result<Self, RandomnessUnavailable> {
         let now = env.now();
-        Self {
-            id: format!("{}-{}", kind.prefix(), env.random_hex(8)),
+        Ok(Self {
+            id: format!("{}-{}", kind.prefix(), env.random_hex(8)?),
             kind,
             state: OperationState::InProgress,
             description: None,
@@ -181,7 +185,7 @@ impl Operation {
             instance_usable: None,
             update_repeatable: None,
             transient_failures: 0,
-        }
+        })
     }
 
     /// Whether the operation is still running.
@@ -397,22 +401,22 @@ struct WriteStamp {
 }
 
 impl WriteStamp {
-    fn fresh(env: &dyn Env) -> Self {
-        WriteStamp {
-            token: env.random_hex(12),
+    fn fresh(env: &dyn Env) -> Result<Self, RandomnessUnavailable> {
+        Ok(WriteStamp {
+            token: env.random_hex(12)?,
             after: Vec::new(),
-        }
+        })
     }
 
     /// The stamp of a write that replaces the one stamped `self`.
-    fn successor(&self, env: &dyn Env) -> Self {
+    fn successor(&self, env: &dyn Env) -> Result<Self, RandomnessUnavailable> {
         let mut after = Vec::with_capacity(LINEAGE);
         after.push(self.token.clone());
         after.extend(self.after.iter().take(LINEAGE - 1).cloned());
-        WriteStamp {
-            token: env.random_hex(12),
+        Ok(WriteStamp {
+            token: env.random_hex(12)?,
             after,
-        }
+        })
     }
 
     fn includes(&self, token: &str) -> bool {
@@ -477,7 +481,7 @@ pub fn replace<T: Serialize + Clone + DeserializeOwned>(
     current: &Stored<T>,
     new: &T,
 ) -> Result<Option<Stored<T>>, OsbError> {
-    let stamp = current.stamp.successor(env);
+    let stamp = current.stamp.successor(env)?;
     let raw = encode(new, &stamp)?;
     let written = kv.compare_and_swap(key, &current.raw, &raw)?
         || match kv.get(key)? {
@@ -506,14 +510,16 @@ pub fn create<T: Serialize + DeserializeOwned + Clone>(
     key: &str,
     record: &T,
 ) -> Result<Created<T>, OsbError> {
+    // Everything that can fail is done before a claim is taken: a claim taken and not
+    // followed by its record costs a claim generation.
+    let stamp = WriteStamp::fresh(env)?;
+    let raw = encode(record, &stamp)?;
     for generation in 0..MAX_CLAIM_GENERATIONS {
         if let Some(existing) = read(kv, key)? {
             return Ok(Created::Existing(existing));
         }
         let claim = kv.increment(&format!("{key}/claim/g{generation}"), 1)?;
         if claim == 1 {
-            let stamp = WriteStamp::fresh(env);
-            let raw = encode(record, &stamp)?;
             kv.set(key, &raw)?;
             return Ok(Created::New(Stored {
                 value: record.clone(),

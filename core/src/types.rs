@@ -24,10 +24,11 @@ pub struct ProvisionRequest {
     /// Platform context (`platform`, CF org/space, Kubernetes namespace...).
     #[serde(default)]
     pub context: Option<Map<String, Value>>,
-    /// Deprecated CF field.
+    /// Deprecated in favour of `context`, still REQUIRED (checked, not by serde, so a
+    /// missing one gets a 400 that names it).
     #[serde(default)]
     pub organization_guid: Option<String>,
-    /// Deprecated CF field.
+    /// Deprecated in favour of `context`, still REQUIRED.
     #[serde(default)]
     pub space_guid: Option<String>,
     /// User parameters, validated against the plan's schema.
@@ -132,6 +133,16 @@ pub fn require_non_empty(name: &str, value: &str) -> Result<(), OsbError> {
         )))
     } else {
         Ok(())
+    }
+}
+
+/// A field the spec makes REQUIRED and non-empty, which the body may lack entirely.
+pub fn require_present(name: &str, value: Option<&str>) -> Result<(), OsbError> {
+    match value {
+        Some(value) => require_non_empty(name, value),
+        None => Err(OsbError::bad_request(format!(
+            "{name} is required: a non-empty string"
+        ))),
     }
 }
 

@@ -484,6 +484,40 @@ fn a_sync_provision_answers_201_with_the_dashboard_url_and_metadata() {
     assert_eq!(record["maintenance_info_version"], "1.0.0");
 }
 
+/// Without randomness there are no seeds, secrets, operation ids or write tokens: every
+/// request that would need one fails with a clear 500 and nothing is written.
+#[test]
+fn when_randomness_fails_requests_fail_and_nothing_is_written() {
+    let w = world();
+    w.ready_instance("ready", SYNC);
+    let before = w.snapshot();
+    w.env
+        .randomness_fails
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    for response in [
+        w.provision("new", SYNC),
+        w.put("new-async", provision_body(ASYNC), true),
+        w.put_binding("ready", "b1", bind_body(SYNC), false),
+        w.patch(
+            "ready",
+            update_body(json!({"parameters": {"size": 2}})),
+            true,
+        ),
+    ] {
+        let response = expect(response, 500);
+        assert!(
+            description_of(&response).contains("random source failed"),
+            "{}",
+            body_text(&response)
+        );
+    }
+    assert_eq!(w.snapshot(), before, "nothing may be written");
+    w.env
+        .randomness_fails
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    expect(w.provision("new", SYNC), 201);
+}
+
 #[test]
 fn a_sync_provision_with_accepts_incomplete_still_answers_201() {
     let w = world();
@@ -599,6 +633,25 @@ fn provision_with_unknown_ids_or_missing_fields_or_a_malformed_body_is_400() {
         let r = w.put("i1", case.clone(), false);
         assert_eq!(r.status, 400, "{case}: {}", body_text(&r));
         assert!(!description_of(&r).is_empty());
+    }
+    // organization_guid and space_guid: REQUIRED, non-empty strings; the 400 names them.
+    for (field, value) in [
+        ("organization_guid", None),
+        ("organization_guid", Some("")),
+        ("organization_guid", Some("  ")),
+        ("space_guid", None),
+        ("space_guid", Some("")),
+    ] {
+        let mut body = provision_body(SYNC);
+        match value {
+            Some(v) => body[field] = json!(v),
+            None => {
+                body.as_object_mut().unwrap().remove(field);
+            }
+        }
+        let r = w.put("i1", body, false);
+        assert_eq!(r.status, 400, "{field}={value:?}: {}", body_text(&r));
+        assert!(description_of(&r).contains(field), "{}", body_text(&r));
     }
     let mut raw = request(Endpoint::Provision, "i1", "", &[], None);
     raw.body = b"{not json".to_vec();

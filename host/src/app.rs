@@ -118,6 +118,7 @@ impl App {
         let loaded = LoadedManifest::load(&options.manifest)?;
         let manifest = &loaded.manifest;
         let variables = AppVariables::resolve(manifest, |name| std::env::var(name).ok())?;
+        variables.check_broker_password()?;
         let runtime_config = match &options.runtime_config {
             Some(path) => RuntimeConfig::load(path)?,
             None => RuntimeConfig::default(),

@@ -45,6 +45,22 @@ impl AppVariables {
         Ok(Self { values })
     }
 
+    /// Refuses to serve the broker with an empty or very short `broker_password`: its
+    /// components would admit no one (or, with an empty password, anyone who sends
+    /// `broker:`), so the mistake is reported before the first request instead. Apps
+    /// without that variable are not concerned.
+    pub fn check_broker_password(&self) -> Result<()> {
+        let min = spin_osb_core::protocol::MIN_PASSWORD_CHARS;
+        match self.values.get("broker_password") {
+            Some(password) if password.chars().count() < min => bail!(
+                "the broker's password (variable broker_password, {}) is empty or shorter \
+                 than {min} characters: set a long random one",
+                env_name("broker_password")
+            ),
+            _ => Ok(()),
+        }
+    }
+
     /// Renders a `{{ variable }}` template; a variable with no value is an error.
     pub fn render(&self, text: &str) -> Result<String> {
         Template::parse(text)?.render(|name| match self.values.get(name) {
@@ -122,6 +138,23 @@ mod tests {
         assert_eq!(vars.render("{{ greeting }}!").unwrap(), "hello!");
         let vars = AppVariables::resolve(&m, |_| None).unwrap();
         assert_eq!(vars.render("{{ greeting }}").unwrap(), "hi");
+    }
+
+    #[test]
+    fn an_empty_or_short_broker_password_is_refused() {
+        let m = manifest("broker_password = { required = true, secret = true }");
+        for value in ["", "short"] {
+            let vars = AppVariables::resolve(&m, |_| Some(value.to_string())).unwrap();
+            let error = vars.check_broker_password().unwrap_err().to_string();
+            assert!(error.contains("SPIN_VARIABLE_BROKER_PASSWORD"), "{error}");
+        }
+        let vars = AppVariables::resolve(&m, |_| Some("long-enough".to_string())).unwrap();
+        vars.check_broker_password().unwrap();
+        let other = manifest("password = { default = \"\" }");
+        AppVariables::resolve(&other, |_| None)
+            .unwrap()
+            .check_broker_password()
+            .unwrap();
     }
 
     #[test]

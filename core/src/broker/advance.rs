@@ -336,7 +336,7 @@ impl Broker<'_> {
             op.state = OperationState::Failed;
             op.description = Some(format!("cancelled by a {} request", kind.prefix()));
         }
-        next.begin(Operation::start(kind, self.env, deadline_after));
+        next.begin(Operation::start(kind, self.env, deadline_after)?);
         replace(self.kv, self.env, key, stored, &next)?
             .ok_or_else(|| OsbError::concurrency(format!("{label} changed concurrently; retry")))
     }

@@ -117,7 +117,7 @@ impl Broker<'_> {
                 OperationKind::Bind,
                 self.env,
                 plan.maximum_polling_duration,
-            ),
+            )?,
             history: Vec::new(),
             backend: json!({}),
             request_fingerprint,

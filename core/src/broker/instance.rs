@@ -12,7 +12,9 @@ use crate::state::{
     InstanceRecord, Operation, OperationKind, OperationState, PendingUpdate, Status, Stored,
     SCHEMA_VERSION,
 };
-use crate::types::{parse_body, require_non_empty, ProvisionRequest, UpdateRequest};
+use crate::types::{
+    parse_body, require_non_empty, require_present, ProvisionRequest, UpdateRequest,
+};
 
 use super::plan::ParamsKind;
 use super::{empty, required_query, Broker};
@@ -28,6 +30,10 @@ impl Broker<'_> {
         require_non_empty("service_id", &body.service_id)?;
         require_non_empty("plan_id", &body.plan_id)?;
         let plan = self.plan(&body.service_id, &body.plan_id)?;
+        // REQUIRED non-empty strings in every 2.x version (deprecated in favour of
+        // `context`, but platforms send both and the spec makes the 400 a MUST).
+        require_present("organization_guid", body.organization_guid.as_deref())?;
+        require_present("space_guid", body.space_guid.as_deref())?;
         if let Some(requested) = &body.maintenance_info {
             if plan.maintenance_version.as_deref() != Some(requested.version.as_str()) {
                 return Err(OsbError::maintenance_info_conflict(format!(
@@ -67,13 +73,13 @@ impl Broker<'_> {
             maintenance_info_version: plan.maintenance_version.clone(),
             dashboard_url: None,
             metadata: InstanceMetadata::default(),
-            seed: self.env.random_hex(32),
+            seed: self.env.random_hex(32)?,
             status: Status::Creating,
             operation: Operation::start(
                 OperationKind::Provision,
                 self.env,
                 plan.maximum_polling_duration,
-            ),
+            )?,
             history: Vec::new(),
             backend: Value::Null,
             request_fingerprint,
@@ -290,7 +296,7 @@ impl Broker<'_> {
             OperationKind::Update,
             self.env,
             plan.maximum_polling_duration,
-        );
+        )?;
         operation.update = Some(PendingUpdate {
             plan_id: target_plan_id,
             parameters,

@@ -71,6 +71,7 @@ fn plan(b: &Broker, name: &str) -> Plan {
 
 fn provision_body(plan: &Plan, parameters: Value) -> Value {
     json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+        "organization_guid": "o", "space_guid": "s",
         "context": {"platform": "cloudfoundry", "organization_guid": "o", "space_guid": "s"},
         "parameters": parameters})
 }

@@ -407,3 +407,43 @@ fn error_answers_of_every_endpoint_are_json_with_a_description() {
         req.send().expect_error(status);
     }
 }
+
+/// `spin-osb up` refuses to serve with an empty or very short `broker_password` (an empty
+/// one would let `curl -u broker: ...` in), saying which variable to set.
+#[test]
+fn an_empty_or_short_broker_password_stops_start_up() {
+    for password in ["", "1234567"] {
+        let state = tempfile::tempdir().expect("tmp");
+        let mut child = std::process::Command::new(spin_osb_e2e::host_bin())
+            .arg("up")
+            .arg("-f")
+            .arg(spin_osb_e2e::manifest())
+            .args(["--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(state.path())
+            .env("SPIN_VARIABLE_BROKER_PASSWORD", password)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run spin-osb");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{password:?}: spin-osb started anyway (still running after 120 s)");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).ok();
+        assert!(!status.success(), "{password:?}: exited successfully");
+        assert!(
+            stderr.contains("SPIN_VARIABLE_BROKER_PASSWORD") && stderr.contains("shorter than"),
+            "{password:?}: {stderr}"
+        );
+    }
+}

@@ -804,8 +804,8 @@ fn rbac_yaml_is_enough_for_the_default_catalogs_kubernetes_plans_and_grants_no_m
         let iid = new_id();
         let ns = format!("osb-{iid}");
         let context = json!({"platform": "kubernetes", "clusterid": "e2e"});
-        let body =
-            json!({"service_id": plan.service_id, "plan_id": plan.plan_id, "context": context});
+        let body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+            "organization_guid": "e2e", "space_guid": "default", "context": context});
         let op = b.provision(&iid, &body, true).expect(202).operation();
         let done = eventually(&format!("{what}: the provision to finish"), WAIT, || {
             admin.make_pods_ready(&ns);

@@ -22,6 +22,7 @@ fn an_operation_survives_the_api_server_restarting() {
     let iid = new_id();
     let ns = format!("osb-{iid}");
     let body = json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+        "organization_guid": "e2e", "space_guid": "default",
         "context": {"platform": "kubernetes"}});
     let op = b.provision(&iid, &body, true).expect(202).operation();
     let k = c.admin();

@@ -381,3 +381,38 @@ fn unknown_fields_in_bodies_are_ignored() {
     bind["x-vendor-extension"] = json!(true);
     b.bind(&iid, &bid, &bind, false).expect(201);
 }
+
+/// `organization_guid` and `space_guid` are REQUIRED non-empty strings of a provision (OSB
+/// 2.17, and deprecated-but-required since 2.13): missing or empty, the answer is a 400
+/// naming the field, and nothing is stored.
+#[test]
+fn a_provision_without_organization_or_space_guid_is_400_naming_it() {
+    let b = shared();
+    let plan = b.plans().sync;
+    for (field, value) in [
+        ("organization_guid", None),
+        ("organization_guid", Some("")),
+        ("space_guid", None),
+        ("space_guid", Some("")),
+        ("space_guid", Some("   ")),
+    ] {
+        let iid = new_id();
+        let mut body = plan.provision_body(json!({}));
+        match value {
+            Some(v) => body[field] = json!(v),
+            None => {
+                body.as_object_mut().unwrap().remove(field);
+            }
+        }
+        let resp = b.provision(&iid, &body, true).expect_error(400);
+        assert!(
+            resp.description().contains(field),
+            "{field}={value:?}: {}",
+            resp.body
+        );
+        assert!(
+            b.store_keys_mentioning(&iid).is_empty(),
+            "{field}={value:?}"
+        );
+    }
+}

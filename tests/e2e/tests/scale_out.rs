@@ -592,7 +592,10 @@ fn kube_body(plan: &Plan, namespace: Option<&str>, parameters: Value) -> Value {
         Some(ns) => json!({"platform": "kubernetes", "namespace": ns, "clusterid": "e2e"}),
         None => json!({"platform": "kubernetes", "clusterid": "e2e"}),
     };
-    json!({"service_id": plan.service_id, "plan_id": plan.plan_id, "context": context, "parameters": parameters})
+    // Kubernetes platforms send the cluster id and the namespace as organization and space.
+    json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+        "organization_guid": "e2e", "space_guid": namespace.unwrap_or("default"),
+        "context": context, "parameters": parameters})
 }
 
 /// Names of the objects at collection `path` matching `selector`, sorted.
