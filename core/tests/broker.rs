@@ -518,6 +518,53 @@ fn when_randomness_fails_requests_fail_and_nothing_is_written() {
     expect(w.provision("new", SYNC), 201);
 }
 
+/// An update is checked as the instance will run after it: the stored parameters merged
+/// with the new ones, against the target plan's update schema.
+#[test]
+fn updates_check_the_merged_parameters_against_the_target_plans_update_schema() {
+    let w = world();
+    let to_strict = |parameters: Option<Value>| {
+        let mut body = json!({"plan_id": "plan-strict"});
+        if let Some(p) = parameters {
+            body["parameters"] = p;
+        }
+        update_body(body)
+    };
+    // A stored parameter the target plan's update schema does not allow.
+    w.ready_instance_with("i1", SYNC, json!({"username_prefix": "app", "size": 1}));
+    let r = expect(
+        w.patch("i1", to_strict(Some(json!({"size": 2}))), false),
+        400,
+    );
+    assert!(
+        description_of(&r).contains("username_prefix"),
+        "{}",
+        body_text(&r)
+    );
+    assert_eq!(w.instance("i1")["plan_id"], SYNC);
+    // A stored value out of the target plan's range, with no new parameters at all.
+    w.ready_instance_with("i2", SYNC, json!({"size": 3}));
+    let r = expect(w.patch("i2", to_strict(None), false), 400);
+    assert!(description_of(&r).contains("size"), "{}", body_text(&r));
+    // Merged parameters that fit are accepted.
+    w.ready_instance_with("i3", SYNC, json!({"size": 3}));
+    expect(
+        w.patch("i3", to_strict(Some(json!({"size": 2}))), false),
+        200,
+    );
+    assert_eq!(w.instance("i3")["plan_id"], "plan-strict");
+    // Same plan, new parameter, stored ones still valid: accepted.
+    w.ready_instance_with("i4", SYNC, json!({"size": 3}));
+    expect(
+        w.patch(
+            "i4",
+            update_body(json!({"parameters": {"username_prefix": "x"}})),
+            false,
+        ),
+        200,
+    );
+}
+
 #[test]
 fn a_sync_provision_with_accepts_incomplete_still_answers_201() {
     let w = world();

@@ -260,6 +260,13 @@ impl Broker<'_> {
         if record.status != Status::Ready {
             return Err(not_found());
         }
+        // A binding lives only as long as its instance: once the instance is deprovisioned
+        // (or its creation failed), its bindings' credentials are not served any more.
+        let instance: Option<Stored<InstanceRecord>> = read(self.kv, &instance_key(instance_id))?;
+        let instance_usable = instance.is_some_and(|i| i.value.status == Status::Ready);
+        if !instance_usable {
+            return Err(not_found());
+        }
         if let Some(plan) = self.known_plan(&record.service_id, &record.plan_id)? {
             if !plan.bindings_retrievable {
                 return Err(OsbError::not_found(format!(

@@ -221,14 +221,19 @@ impl Broker<'_> {
         };
         let parameters = match &body.parameters {
             Some(new) => {
-                self.check_parameters(&plan, ParamsKind::Update, new)
-                    .await?;
                 let mut merged = current.parameters.clone();
                 merged.extend(new.clone());
                 merged
             }
             None => current.parameters.clone(),
         };
+        // What the instance will run with is checked, not only what this request adds: the
+        // stored parameters merged with the new ones, against the (possibly new) plan's
+        // update schema.
+        if body.parameters.is_some() || target_plan_id != current.plan_id {
+            self.check_parameters(&plan, ParamsKind::Update, &parameters)
+                .await?;
+        }
         let context = body
             .context
             .clone()

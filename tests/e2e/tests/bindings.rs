@@ -188,3 +188,18 @@ fn a_bind_whose_service_or_plan_does_not_match_the_instance_is_400() {
     b.bind(&iid, &bid, &body, true).expect_error(400);
     assert!(b.store_json(&binding_key(&iid, &bid)).is_none());
 }
+
+/// A binding's credentials are served only while its instance exists: after the instance
+/// is deprovisioned (here with the binding still in place), fetching the binding is 404.
+#[test]
+fn a_binding_of_a_deprovisioned_instance_is_not_served() {
+    let b = shared();
+    let plan = b.plans().sync;
+    let iid = ready_instance(&b, &plan);
+    let bid = new_id();
+    bind_ready(&b, &iid, &bid, &plan.bind_body(json!({})));
+    b.fetch_binding(&iid, &bid).expect(200);
+    b.deprovision(&iid, &plan, false).expect(200);
+    let resp = b.fetch_binding(&iid, &bid).expect_error(404);
+    assert!(!resp.body.contains("credentials"), "{}", resp.body);
+}

@@ -24,6 +24,11 @@ fn setup(config: SimConfig) -> Setup {
 }
 
 fn setup_with(config: SimConfig, catalog: std::path::PathBuf) -> Setup {
+    setup_full(config, catalog, None)
+}
+
+/// `uaa_url`: the broker's `bosh_uaa_url` (default: the simulator, which serves its UAA).
+fn setup_full(config: SimConfig, catalog: std::path::PathBuf, uaa_url: Option<&str>) -> Setup {
     let sim = Simulator::start(config.with_tls());
     let dir = tempfile::tempdir().expect("tmp");
     let ca = dir.path().join("director-ca.pem");
@@ -50,7 +55,10 @@ fn setup_with(config: SimConfig, catalog: std::path::PathBuf) -> Setup {
         ..Options::default()
     }
     .env("SPIN_VARIABLE_BOSH_DIRECTOR_URL", sim.base_url())
-    .env("SPIN_VARIABLE_BOSH_UAA_URL", sim.base_url())
+    .env(
+        "SPIN_VARIABLE_BOSH_UAA_URL",
+        uaa_url.map_or_else(|| sim.base_url(), str::to_string),
+    )
     .env("SPIN_VARIABLE_BOSH_CLIENT", CLIENT)
     .env("SPIN_VARIABLE_BOSH_CLIENT_SECRET", SECRET);
     let broker = Broker::start_with_options(options);
@@ -572,4 +580,41 @@ fn the_default_catalogs_bosh_plan_deploys_binds_and_deletes() {
         .starts_with("redis://:"));
     s.broker.unbind(&iid, &bid, &plan, true).expect(200);
     deprovisioned(&s, &plan, &iid);
+}
+
+/// `/info` is unauthenticated, so the UAA it names is checked against `bosh_uaa_url`: a
+/// director naming another UAA gets no token request (the client secret stays home) and
+/// the operation fails, saying which variable disagrees.
+#[test]
+fn a_uaa_other_than_the_configured_one_never_sees_the_client_secret() {
+    // Port 9 (discard) on loopback: never contacted, which is the point.
+    let s = setup_full(
+        uaa(),
+        repo_root().join("tests/catalogs/bosh"),
+        Some("https://127.0.0.1:9"),
+    );
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    let resp = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true);
+    let failed = if resp.status == 202 {
+        s.broker.wait_instance_operation(&iid, &resp.operation())
+    } else {
+        resp
+    };
+    assert!(
+        failed.body.contains("bosh_uaa_url"),
+        "{}: {}",
+        failed.status,
+        failed.body
+    );
+    assert_eq!(s.sim.token_grants(), 0);
+    assert!(
+        s.sim
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("oauth/token")),
+        "no token request may be sent"
+    );
 }

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
+use super::UAA_URL_VARIABLE;
 use crate::backend::BackendError;
 use crate::kv::Kv;
 use crate::outbound::{HttpClient, HttpRequest, HttpResponse};
@@ -61,6 +62,8 @@ pub struct Director<'a> {
     http: &'a dyn HttpClient,
     kv: &'a dyn Kv,
     base_url: String,
+    /// The configured UAA (`bosh_uaa_url`); `/info` must name the same origin.
+    uaa_url: Option<String>,
     client: String,
     secret: String,
     now: u64,
@@ -80,10 +83,17 @@ impl<'a> Director<'a> {
             http,
             kv,
             base_url: base_url.trim_end_matches('/').to_string(),
+            uaa_url: None,
             client,
             secret,
             now,
         }
+    }
+
+    /// The UAA this broker trusts with its client secret (the `bosh_uaa_url` variable).
+    pub fn with_uaa(mut self, uaa_url: Option<String>) -> Self {
+        self.uaa_url = uaa_url.filter(|u| !u.trim().is_empty());
+        self
     }
 
     /// Tasks of `deployment`, oldest first; `states` like `queued,processing,cancelling`.
@@ -287,6 +297,21 @@ impl<'a> Director<'a> {
             })?
             .trim_end_matches('/')
             .to_string();
+        // `/info` is unauthenticated: a director that is not what it seems could name any
+        // UAA. The client secret goes only to the UAA the operator configured.
+        let Some(configured) = &self.uaa_url else {
+            return Err(BackendError::Permanent(format!(
+                "the director authenticates with UAA: set the Spin variable \
+                 {UAA_URL_VARIABLE} to its URL"
+            )));
+        };
+        if origin(&uaa_url).is_none() || origin(&uaa_url) != origin(configured) {
+            return Err(BackendError::Permanent(format!(
+                "the director's /info names its UAA at {uaa_url:?}, which is not \
+                 {UAA_URL_VARIABLE} ({configured:?}); the client secret is only sent to the \
+                 configured UAA"
+            )));
+        }
         let request = HttpRequest::new("POST", format!("{uaa_url}/oauth/token"))
             .header(
                 "authorization",
@@ -413,9 +438,45 @@ fn encode(text: &str) -> String {
     percent_encoding::utf8_percent_encode(text, COMPONENT).to_string()
 }
 
+/// `(scheme, host, port)` of an absolute http(s) URL, lower-cased, default ports filled in.
+fn origin(url: &str) -> Option<(String, String, u16)> {
+    let (scheme, rest) = url.trim().split_once("://")?;
+    let scheme = scheme.to_ascii_lowercase();
+    let default_port = match scheme.as_str() {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let authority = rest.split(['/', '?', '#']).next()?;
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let (host, port) = match host_port.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => (host, port.parse().ok()?),
+        _ => (host_port, default_port),
+    };
+    if host.is_empty() {
+        return None;
+    }
+    Some((scheme, host.to_ascii_lowercase(), port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        assert_eq!(
+            origin("https://UAA.example:8443/uaa/"),
+            origin("https://uaa.example:8443")
+        );
+        assert_eq!(origin("https://d"), origin("https://d:443/x"));
+        assert_ne!(origin("https://d:8443"), origin("http://d:8443"));
+        assert_ne!(origin("https://d:8443"), origin("https://d:8444"));
+        assert_ne!(origin("https://d:8443"), origin("https://evil@d2:8443"));
+        assert_eq!(origin("https://evil@d:8443"), origin("https://d:8443"));
+        assert_eq!(origin("ftp://d"), None);
+        assert_eq!(origin("https://"), None);
+    }
 
     #[test]
     fn task_ids_come_from_relative_or_absolute_locations() {

@@ -23,6 +23,9 @@ use crate::template;
 
 /// The Spin variable with the director's URL (`https://host:25555`).
 pub const DIRECTOR_URL_VARIABLE: &str = "bosh_director_url";
+/// The Spin variable with the director's UAA (`https://host:8443`): the only place the
+/// client secret is ever sent for a token.
+pub const UAA_URL_VARIABLE: &str = "bosh_uaa_url";
 /// The Spin variable with the basic-auth user or UAA client id.
 pub const CLIENT_VARIABLE: &str = "bosh_client";
 /// The Spin variable with its password or client secret.
@@ -152,7 +155,8 @@ impl<'a> Bosh<'a> {
             client,
             secret,
             now,
-        ))
+        )
+        .with_uaa(config.get(UAA_URL_VARIABLE)))
     }
 
     /// Walks the operation's actions: each poll checks the current task and, once it is
