@@ -67,6 +67,16 @@ struct UpArgs {
     /// Longest a request may take before the host answers 504.
     #[arg(long = "request-timeout-secs", default_value_t = 60)]
     request_timeout_secs: u64,
+    /// Open connections served at once; one more gets `503` with `Retry-After`.
+    #[arg(long = "max-connections", default_value_t = 1024)]
+    max_connections: usize,
+    /// Time a client has to send a request's headers before its connection is closed
+    /// (also the idle time allowed between keep-alive requests).
+    #[arg(long = "header-read-timeout-secs", default_value_t = 30)]
+    header_read_timeout_secs: u64,
+    /// Time a client has to send a request's body; a slower one gets `408`.
+    #[arg(long = "body-read-timeout-secs", default_value_t = 30)]
+    body_read_timeout_secs: u64,
 }
 
 fn main() -> std::process::ExitCode {
@@ -104,13 +114,13 @@ fn up(args: UpArgs) -> Result<()> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
         print_banner(&app, addr);
-        server::serve(
-            app,
-            listener,
-            args.max_request_body_bytes,
-            shutdown_signal(),
-        )
-        .await
+        let limits = server::Limits {
+            max_body: args.max_request_body_bytes,
+            max_connections: args.max_connections.max(1),
+            header_read_timeout: Duration::from_secs(args.header_read_timeout_secs.max(1)),
+            body_read_timeout: Duration::from_secs(args.body_read_timeout_secs.max(1)),
+        };
+        server::serve(app, listener, limits, shutdown_signal()).await
     })
 }
 

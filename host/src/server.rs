@@ -3,6 +3,11 @@
 //! Request bodies are read up to the configured limit before the guest starts (OSB
 //! bodies are small; a larger one is a 413 without waking a component). Every request
 //! gets one log line: method, path, status, duration, component.
+//!
+//! Hostile or broken clients cannot hold the server: headers must arrive within the header
+//! deadline (the connection is closed otherwise) and bodies within the body deadline
+//! (408); open connections are capped (one more gets a canned 503 with `Retry-After`), and
+//! a full instance pool is a 503 with `Retry-After`, never a 500.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,7 +21,9 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::App;
@@ -31,14 +38,32 @@ const DRAIN_TIME: Duration = Duration::from_secs(10);
 /// How long in-flight requests may take to finish after SIGINT/SIGTERM.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
+/// What a client is told to wait before retrying a 503.
+const RETRY_AFTER_SECS: u64 = 1;
+
+/// The server's defences against slow, huge and many clients.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body; larger ones get 413.
+    pub max_body: usize,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// Time to send a request's headers (and to start the next one on a kept-alive
+    /// connection).
+    pub header_read_timeout: Duration,
+    /// Time to send a request's body.
+    pub body_read_timeout: Duration,
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains in-flight requests.
 pub async fn serve(
     app: Arc<App>,
     listener: TcpListener,
-    max_body: usize,
+    limits: Limits,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         let (stream, client_addr) = tokio::select! {
@@ -53,19 +78,30 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let Ok(permit) = connections.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_connection(
+                stream,
+                client_addr,
+                limits.max_connections,
+            ));
+            continue;
+        };
         let app = app.clone();
         let service = service_fn(move |request| {
             let app = app.clone();
-            async move { Ok::<_, Infallible>(handle(app, request, client_addr, max_body).await) }
+            async move { Ok::<_, Infallible>(handle(app, request, client_addr, limits).await) }
         });
         let connection = hyper::server::conn::http1::Builder::new()
             .keep_alive(true)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("connection from {client_addr}: {e}");
             }
+            drop(permit);
         });
     }
     drop(listener);
@@ -79,16 +115,33 @@ pub async fn serve(
     Ok(())
 }
 
+/// Answers a connection over the cap with a canned 503 and closes it, without reading the
+/// request (a client past the cap gets an answer, not a hang or a reset).
+async fn refuse_connection(mut stream: TcpStream, client_addr: SocketAddr, cap: usize) {
+    tracing::warn!("connection from {client_addr} refused: {cap} connections are open");
+    let body = format!("Service Unavailable: {cap} connections are open; retry later\n");
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n\
+         retry-after: {RETRY_AFTER_SECS}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let write = async {
+        stream.write_all(response.as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(2), write).await;
+}
+
 async fn handle(
     app: Arc<App>,
     request: hyper::Request<Incoming>,
     client_addr: SocketAddr,
-    max_body: usize,
+    limits: Limits,
 ) -> hyper::Response<HyperOutgoingBody> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_string();
-    let (response, component) = dispatch(&app, request, client_addr, max_body).await;
+    let (response, component) = dispatch(&app, request, client_addr, limits).await;
     tracing::info!(
         target: "spin_osb::request",
         "{method} {path} {} {:.1}ms {}",
@@ -103,8 +156,9 @@ async fn dispatch(
     app: &Arc<App>,
     request: hyper::Request<Incoming>,
     client_addr: SocketAddr,
-    max_body: usize,
+    limits: Limits,
 ) -> (hyper::Response<HyperOutgoingBody>, Option<String>) {
+    let max_body = limits.max_body;
     let Some(route) = app.router().route(request.uri().path()) else {
         return (plain(404, "Not Found"), None);
     };
@@ -119,17 +173,34 @@ async fn dispatch(
         drain(body, max_body).await;
         return (too_large(max_body), component);
     }
-    let body = match read_limited(body, max_body).await {
-        Ok(Some(bytes)) => bytes,
-        Ok(None) => return (too_large(max_body), component),
-        Err(e) => {
-            tracing::debug!("reading request body failed: {e}");
-            return (
-                plain(400, "Bad Request: the request body could not be read"),
-                component,
-            );
-        }
-    };
+    let body =
+        match tokio::time::timeout(limits.body_read_timeout, read_limited(body, max_body)).await {
+            Err(_) => {
+                tracing::warn!(
+                    "{client_addr}: the request body did not arrive within {:?}",
+                    limits.body_read_timeout
+                );
+                let text = format!(
+                    "Request Timeout: the request body did not arrive within {} s",
+                    limits.body_read_timeout.as_secs()
+                );
+                let mut response = plain(408, &text);
+                response.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+                return (response, component);
+            }
+            Ok(Ok(Some(bytes))) => bytes,
+            Ok(Ok(None)) => return (too_large(max_body), component),
+            Ok(Err(e)) => {
+                tracing::debug!("reading request body failed: {e}");
+                return (
+                    plain(400, "Bad Request: the request body could not be read"),
+                    component,
+                );
+            }
+        };
     let request = hyper::Request::from_parts(parts, full_body(body));
     let response = match tokio::time::timeout(
         app.request_timeout(),
@@ -138,6 +209,18 @@ async fn dispatch(
     .await
     {
         Ok(Ok(response)) => response,
+        Ok(Err(e)) if pool_is_full(&e) => {
+            tracing::warn!("instance pool full: {e:#}");
+            let mut response = plain(
+                503,
+                "Service Unavailable: the broker is at capacity; retry later",
+            );
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(RETRY_AFTER_SECS),
+            );
+            response
+        }
         Ok(Err(e)) => {
             tracing::error!("{e:#}");
             plain(500, "Internal Server Error")
@@ -148,6 +231,13 @@ async fn dispatch(
         }
     };
     (response, component)
+}
+
+/// Whether `error` is wasmtime's pooling allocator saying every slot is in use.
+fn pool_is_full(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .any(|cause| cause.is::<wasmtime::PoolConcurrencyLimitError>())
 }
 
 /// Reads at most `max` bytes; `Ok(None)` when the body is larger (the rest is drained).

@@ -301,6 +301,8 @@ pub struct Options {
     pub runtime_config: Option<PathBuf>,
     /// Run the app under the real Spin CLI ([`real_spin_bin`]) instead of `spin-osb up`.
     pub real_spin: bool,
+    /// Extra arguments of `spin-osb up` (e.g. `--max-connections 8`).
+    pub args: Vec<String>,
 }
 
 impl Options {
@@ -471,6 +473,7 @@ impl Broker {
         if let Some(config) = &self.options.runtime_config {
             cmd.arg("--runtime-config-file").arg(config);
         }
+        cmd.args(&self.options.args);
         cmd.envs(self.options.env.iter().map(|(k, v)| (k, v)));
         cmd.env("SPIN_VARIABLE_BROKER_PASSWORD", &self.password)
             .env("NO_COLOR", "1")
