@@ -22,6 +22,6 @@ fi
 build_host
 build_app
 echo "==> building test components"
-cargo build --release --locked --target wasm32-wasip2 -p test-probe
+cargo build --release --locked --target wasm32-wasip2 -p test-probe -p test-misbehaving
 echo "==> running tests"
 cargo test --release --locked --no-fail-fast "$@"

@@ -285,12 +285,30 @@ impl App {
             .new_incoming_request(Scheme::Http, request)?;
         let outparam = store.data_mut().http().new_response_outparam(sender)?;
         let pre = component.pre.clone();
+        // The guest's whole run is bounded, not only the wait for its response head: a
+        // guest that sends its head and then loops is interrupted at its next epoch yield
+        // when the deadline passes (its response body then ends short).
+        let deadline = self.request_timeout;
+        let component_id = component.id.clone();
         let task = tokio::spawn(async move {
-            let proxy = pre.instantiate_async(&mut store).await?;
-            proxy
-                .wasi_http_incoming_handler()
-                .call_handle(&mut store, incoming, outparam)
-                .await
+            let run = async {
+                let proxy = pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            match tokio::time::timeout(deadline, run).await {
+                Ok(result) => result,
+                Err(_) => {
+                    tracing::warn!(
+                        "component '{component_id}' ran past its deadline ({deadline:?}) and was interrupted"
+                    );
+                    Err(wasmtime::Error::msg(format!(
+                        "interrupted after {deadline:?}"
+                    )))
+                }
+            }
         });
         let abort = AbortOnDrop(Some(task.abort_handle()));
         match receiver.await {

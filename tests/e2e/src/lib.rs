@@ -397,6 +397,19 @@ impl Broker {
         Self::start_with(manifest.into(), dir, Some(tmp))
     }
 
+    /// Runs another app than the broker with extra `spin-osb up` arguments.
+    pub fn start_app_with_args(manifest: impl Into<PathBuf>, args: &[&str]) -> Broker {
+        let tmp = tempfile::Builder::new()
+            .prefix("spin-osb-e2e-")
+            .tempdir()
+            .expect("temporary state dir");
+        let dir = tmp.path().to_path_buf();
+        let mut broker = Self::prepare(manifest.into(), dir, Some(tmp));
+        broker.options.args = args.iter().map(|a| a.to_string()).collect();
+        broker.spawn();
+        broker
+    }
+
     /// Starts a broker on `state_dir` (which the caller keeps alive).
     pub fn start_in(state_dir: impl Into<PathBuf>) -> Broker {
         Self::start_with(manifest(), state_dir.into(), None)

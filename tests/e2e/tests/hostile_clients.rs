@@ -179,3 +179,86 @@ fn base64_basic(user: &str, password: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
     )
 }
+
+/// A broker-less app whose component misbehaves on purpose (tests/apps/misbehaving), with a
+/// 2 s request deadline.
+fn misbehaving() -> Broker {
+    let manifest = spin_osb_e2e::repo_root().join("tests/apps/misbehaving/spin.toml");
+    assert!(
+        spin_osb_e2e::repo_root()
+            .join("target/wasm32-wasip2/release/test_misbehaving.wasm")
+            .exists(),
+        "build it first: cargo build --release --target wasm32-wasip2 -p test-misbehaving"
+    );
+    Broker::start_app_with_args(manifest, &["--request-timeout-secs", "2"])
+}
+
+/// Status code of a raw `GET path`, and whether the connection ended (closed or reset)
+/// within the hang guard.
+fn raw_get(target: &str, path: &str) -> (String, bool) {
+    let mut stream = TcpStream::connect(target).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nhost: {target}\r\nconnection: close\r\n\r\n"
+    )
+    .expect("request");
+    read_until_closed(&mut stream, Duration::from_secs(60))
+}
+
+/// The well-behaved path answers 200 `ok`.
+fn assert_ok(target: &str) {
+    let (answer, _) = raw_get(target, "/ok");
+    assert!(
+        answer.starts_with("HTTP/1.1 200") && answer.contains("ok\n"),
+        "{answer:?}"
+    );
+}
+
+/// A component that sends its response head and then spins is interrupted once the
+/// deadline passes, even though the head is out: the response ends there and the
+/// connection closes, and others are served all along.
+#[test]
+fn a_guest_looping_after_its_response_head_is_interrupted() {
+    let app = misbehaving();
+    let target = addr(&app);
+    let looping = {
+        let target = target.clone();
+        std::thread::spawn(move || raw_get(&target, "/loop-after-head"))
+    };
+    for _ in 0..20 {
+        assert_ok(&target);
+    }
+    let (answer, ended) = looping.join().expect("looping client");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert!(answer.contains("started"), "{answer:?}");
+    assert!(ended, "the looping guest was never interrupted: {answer:?}");
+    // (The cut body still ends with a regular last chunk: wasmtime-wasi-http ends the body
+    // stream normally when the instance is dropped. Known; see the README.)
+    assert!(app.output.text().contains("was interrupted"));
+}
+
+/// A component looping before its head gets the host's 504; one hoarding memory hits the
+/// per-instance memory cap and fails (500); the host serves others throughout.
+#[test]
+fn a_looping_or_hoarding_guest_fails_alone() {
+    let app = misbehaving();
+    let target = addr(&app);
+    let slow = {
+        let target = target.clone();
+        std::thread::spawn(move || raw_get(&target, "/loop"))
+    };
+    let hoard = {
+        let target = target.clone();
+        std::thread::spawn(move || raw_get(&target, "/alloc"))
+    };
+    for _ in 0..20 {
+        assert_ok(&target);
+    }
+    let (answer, _) = slow.join().expect("looping client");
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer:?}");
+    let (answer, _) = hoard.join().expect("hoarding client");
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer:?}");
+    for _ in 0..5 {
+        assert_ok(&target);
+    }
+}
