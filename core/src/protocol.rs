@@ -192,14 +192,17 @@ mod tests {
         }
     }
 
+    /// `Basic BASE64(value)`.
+    fn basic(value: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(value)
+        )
+    }
+
     #[test]
     fn basic_auth_accepts_only_the_exact_pair() {
-        let header = |s: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(s)
-            )
-        };
+        let header = basic;
         let pw = "secret-pw";
         assert!(check_basic_auth(Some(&header("admin:secret-pw")), "admin", pw).is_ok());
         assert_eq!(
@@ -221,10 +224,7 @@ mod tests {
 
     #[test]
     fn a_value_without_a_colon_is_not_an_empty_password() {
-        let header = format!(
-            "Basic {}",
-            base64::engine::general_purpose::STANDARD.encode("broker")
-        );
+        let header = basic("broker");
         // Even with a password configured as the empty string, which is refused anyway.
         assert_eq!(
             check_basic_auth(Some(&header), "broker", "")
@@ -242,12 +242,7 @@ mod tests {
 
     #[test]
     fn empty_or_short_configured_passwords_admit_no_one() {
-        let enc = |s: &str| {
-            format!(
-                "Basic {}",
-                base64::engine::general_purpose::STANDARD.encode(s)
-            )
-        };
+        let enc = basic;
         for password in ["", "short", "7chars!"] {
             let error = check_basic_auth(
                 Some(&enc(&format!("broker:{password}"))),

@@ -205,6 +205,15 @@ fn raw_get(target: &str, path: &str) -> (String, bool) {
     read_until_closed(&mut stream, Duration::from_secs(60))
 }
 
+/// [`raw_get`] on its own thread.
+fn raw_get_in_background(
+    target: &str,
+    path: &'static str,
+) -> std::thread::JoinHandle<(String, bool)> {
+    let target = target.to_string();
+    std::thread::spawn(move || raw_get(&target, path))
+}
+
 /// The well-behaved path answers 200 `ok`.
 fn assert_ok(target: &str) {
     let (answer, _) = raw_get(target, "/ok");
@@ -221,10 +230,7 @@ fn assert_ok(target: &str) {
 fn a_guest_looping_after_its_response_head_is_interrupted() {
     let app = misbehaving();
     let target = addr(&app);
-    let looping = {
-        let target = target.clone();
-        std::thread::spawn(move || raw_get(&target, "/loop-after-head"))
-    };
+    let looping = raw_get_in_background(&target, "/loop-after-head");
     for _ in 0..20 {
         assert_ok(&target);
     }
@@ -243,14 +249,8 @@ fn a_guest_looping_after_its_response_head_is_interrupted() {
 fn a_looping_or_hoarding_guest_fails_alone() {
     let app = misbehaving();
     let target = addr(&app);
-    let slow = {
-        let target = target.clone();
-        std::thread::spawn(move || raw_get(&target, "/loop"))
-    };
-    let hoard = {
-        let target = target.clone();
-        std::thread::spawn(move || raw_get(&target, "/alloc"))
-    };
+    let slow = raw_get_in_background(&target, "/loop");
+    let hoard = raw_get_in_background(&target, "/alloc");
     for _ in 0..20 {
         assert_ok(&target);
     }

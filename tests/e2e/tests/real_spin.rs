@@ -20,7 +20,8 @@ use std::sync::Mutex;
 use bosh_director_sim::{HoldAt, SimConfig, Simulator};
 use spin_osb_e2e::redis::RedisServer;
 use spin_osb_e2e::{
-    concurrently, json, new_id, real_spin_bin, repo_root, until_exit, Broker, Options, Resp,
+    concurrently, json, new_id, real_spin_bin, repo_root, status_histogram, until_exit, Broker,
+    Options, Resp,
 };
 
 /// Each test starts Spin processes that compile twelve components; one test at a time.
@@ -40,14 +41,6 @@ fn real_spin(options: Options) -> Option<Options> {
             None
         }
     }
-}
-
-fn histogram(results: &[Resp]) -> BTreeMap<u16, usize> {
-    let mut counts = BTreeMap::new();
-    for r in results {
-        *counts.entry(r.status).or_insert(0) += 1;
-    }
-    counts
 }
 
 /// Sync and async lifecycles, then exact concurrency, spread over `brokers` (one or more
@@ -87,7 +80,7 @@ fn lifecycle_and_concurrency(brokers: &[&'static Broker]) {
             brokers[i % brokers.len()].provision(&iid, &body, false)
         })
     };
-    let counts = histogram(&results);
+    let counts = status_histogram(&results);
     assert_eq!(
         counts,
         BTreeMap::from([(200, 49), (201, 1)]),
@@ -102,7 +95,7 @@ fn lifecycle_and_concurrency(brokers: &[&'static Broker]) {
             brokers[i % brokers.len()].bind(&iid, &bid, &body, false)
         })
     };
-    let counts = histogram(&results);
+    let counts = status_histogram(&results);
     assert_eq!(
         counts,
         BTreeMap::from([(200, 49), (201, 1)]),
