@@ -2786,3 +2786,31 @@ fn the_whole_lifecycle_works_on_a_store_whose_swaps_report_failure() {
         expect(w.fetch(&iid), 404);
     }
 }
+
+/// The store round trips of one synchronous credentials lifecycle: each step is local to
+/// its record (no lease), so every request writes what it decides once. A regression here
+/// costs every request of the most common plans a store round trip.
+#[test]
+fn a_sync_credentials_lifecycle_makes_the_fewest_store_calls() {
+    let w = World {
+        catalog: catalog(),
+        kv: FlakyKv::new(usize::MAX),
+        env: TestEnv::at(T0),
+    };
+    let calls = |send: &dyn Fn() -> OsbResponse, status: u16| {
+        let before = w.kv.calls.load(Ordering::SeqCst);
+        expect(send(), status);
+        w.kv.calls.load(Ordering::SeqCst) - before
+    };
+    let counts = [
+        calls(&|| w.provision("i1", SYNC), 201),
+        calls(&|| w.bind("i1", "b1", SYNC), 201),
+        calls(&|| w.unbind("i1", "b1", SYNC), 200),
+        calls(&|| w.deprovision("i1", SYNC), 200),
+    ];
+    assert_eq!(
+        counts,
+        [4, 7, 5, 3],
+        "store calls of provision, bind, unbind, deprovision"
+    );
+}

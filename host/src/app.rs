@@ -403,6 +403,11 @@ fn make_engine() -> Result<Engine> {
         .wasm_component_model(true)
         .epoch_interruption(true)
         .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    // `SPIN_OSB_PROFILE=perfmap` names guest functions in `perf` profiles (written to
+    // /tmp/perf-<pid>.map): how the guests' share of a request is found and measured.
+    if std::env::var("SPIN_OSB_PROFILE").is_ok_and(|v| v == "perfmap") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     Ok(Engine::new(&config)?)
 }
 

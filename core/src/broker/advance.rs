@@ -50,6 +50,8 @@ pub(super) trait Resource: Serialize + DeserializeOwned + Clone + HasOperation {
     fn status(&self) -> Status;
     fn history(&self) -> &[OperationSummary];
     fn operation(&self) -> &Operation;
+    /// The service and plan whose backend runs the current operation.
+    fn operation_plan(&self) -> (&str, &str);
     /// Applies the end of the current operation to the record.
     fn conclude(&mut self, outcome: Outcome);
 }
@@ -66,6 +68,13 @@ impl Resource for InstanceRecord {
     }
     fn operation(&self) -> &Operation {
         &self.operation
+    }
+    fn operation_plan(&self) -> (&str, &str) {
+        let plan_id = match (&self.operation.update, self.operation.kind) {
+            (Some(update), OperationKind::Update) => &update.plan_id,
+            _ => &self.plan_id,
+        };
+        (&self.service_id, plan_id)
     }
 
     fn conclude(&mut self, outcome: Outcome) {
@@ -125,6 +134,9 @@ impl Resource for BindingRecord {
     }
     fn operation(&self) -> &Operation {
         &self.operation
+    }
+    fn operation_plan(&self) -> (&str, &str) {
+        (&self.service_id, &self.plan_id)
     }
 
     fn conclude(&mut self, outcome: Outcome) {
@@ -189,6 +201,11 @@ impl Broker<'_> {
     /// Advances the in-progress operation of the record at `key` by one backend step and
     /// returns the record as stored afterwards. Records without a running operation, or
     /// whose operation another caller is advancing, are returned unchanged.
+    ///
+    /// A step runs under a lease unless the record's backend touches nothing outside the
+    /// record ([`crate::catalog::Backend::steps_are_local`]): such a step is taken straight
+    /// from what was read and written with one compare-and-swap, and a concurrent step of
+    /// the same operation simply loses that swap.
     pub(super) async fn advance<R: Resource>(
         &self,
         key: &str,
@@ -221,20 +238,30 @@ impl Broker<'_> {
             if operation.lease_until.is_some_and(|until| until > now) {
                 return Ok(stored);
             }
-            let mut leased = stored.value.clone();
-            leased.operation_mut().lease_until = Some(now + LEASE_SECONDS);
-            let Some(leased) = replace(self.kv, self.env, key, &stored, &leased)? else {
-                stored = self.reread(key)?;
-                continue;
+            let (service_id, plan_id) = stored.value.operation_plan();
+            let leased = if self.steps_are_local(service_id, plan_id) {
+                stored
+            } else {
+                let mut leased = stored.value.clone();
+                leased.operation_mut().lease_until = Some(now + LEASE_SECONDS);
+                match replace(self.kv, self.env, key, &stored, &leased)? {
+                    Some(leased) => leased,
+                    None => {
+                        stored = self.reread(key)?;
+                        continue;
+                    }
+                }
             };
             let result = match step(&leased.value).await {
                 Ok(step) => Ok(step),
                 Err(StepError::Backend(error)) => Err(error),
                 Err(StepError::Abort(error)) => {
-                    let mut released = leased.value.clone();
-                    released.operation_mut().lease_until = None;
-                    // Best effort: if it fails, the lease simply expires.
-                    let _ = replace(self.kv, self.env, key, &leased, &released);
+                    if leased.value.operation().lease_until.is_some() {
+                        let mut released = leased.value.clone();
+                        released.operation_mut().lease_until = None;
+                        // Best effort: if it fails, the lease simply expires.
+                        let _ = replace(self.kv, self.env, key, &leased, &released);
+                    }
                     return Err(error);
                 }
             };
@@ -267,7 +294,8 @@ impl Broker<'_> {
                 }
             }
             // If this CAS fails, a newer operation (e.g. a deprovision during provisioning)
-            // replaced ours while we held the lease: it wins, and we report what is stored.
+            // replaced ours while we held the lease, or a concurrent local step landed
+            // first: what is stored wins, and we report it.
             return match replace(self.kv, self.env, key, &leased, &next)? {
                 Some(written) => Ok(written),
                 None => self.reread(key),

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::advance::StepError;
+use super::advance::{Resource, StepError};
 use crate::backend::{for_plan, BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::OsbRequest;
@@ -482,11 +482,10 @@ impl Broker<'_> {
     ) -> Result<Stored<InstanceRecord>, OsbError> {
         self.advance(key, stored, async |record: &InstanceRecord| {
             let operation = &record.operation;
-            let (plan_id, parameters, context) = match (&operation.update, operation.kind) {
-                (Some(update), OperationKind::Update) => {
-                    (update.plan_id.as_str(), &update.parameters, &update.context)
-                }
-                _ => (record.plan_id.as_str(), &record.parameters, &record.context),
+            let plan_id = record.operation_plan().1;
+            let (parameters, context) = match (&operation.update, operation.kind) {
+                (Some(update), OperationKind::Update) => (&update.parameters, &update.context),
+                _ => (&record.parameters, &record.context),
             };
             let plan = self
                 .known_plan(&record.service_id, plan_id)

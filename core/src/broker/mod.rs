@@ -214,6 +214,16 @@ impl Broker<'_> {
     }
 }
 
+impl Broker<'_> {
+    /// Whether steps on the plan's backend may run without a lease (see
+    /// [`crate::catalog::Backend::steps_are_local`]); a plan that has left the catalog, or a
+    /// catalog that cannot be read, takes the lease.
+    pub(crate) fn steps_are_local(&self, service_id: &str, plan_id: &str) -> bool {
+        self.known_plan(service_id, plan_id)
+            .is_ok_and(|plan| plan.is_some_and(|plan| plan.backend.steps_are_local()))
+    }
+}
+
 /// `{"state": ..., "description": ...}` for a `last_operation` answer.
 fn last_operation_response(operation: &Operation) -> OsbResponse {
     let mut body = json!({ "state": operation.state.as_osb() });

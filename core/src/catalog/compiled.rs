@@ -22,6 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -189,9 +190,28 @@ enum Files {
 }
 
 /// A compiled catalog: a directory written by the compiler, or the same files in memory.
+///
+/// Each file is read and decoded at most once per value: a component makes one per request
+/// and looks its plan up several times (admission, the request, the backend step), and on
+/// this path a plan file's read and decoding cost as much as the rest of the step.
 #[derive(Debug, Clone)]
 pub struct CompiledCatalog {
     files: Files,
+    read: Memo,
+}
+
+/// What a [`CompiledCatalog`] has already read: its manifest and the plans looked up.
+#[derive(Debug, Default)]
+struct Memo {
+    manifest: OnceLock<Manifest>,
+    plans: Mutex<BTreeMap<String, CompiledPlan>>,
+}
+
+impl Clone for Memo {
+    /// A copy starts empty: it reads for itself.
+    fn clone(&self) -> Self {
+        Memo::default()
+    }
 }
 
 /// The file holding a plan: `plans/` + the first 128 bits of SHA-256(plan id), hex. Plan
@@ -214,6 +234,7 @@ impl CompiledCatalog {
     pub fn open(dir: impl Into<PathBuf>) -> CompiledCatalog {
         CompiledCatalog {
             files: Files::Dir(dir.into()),
+            read: Memo::default(),
         }
     }
 
@@ -279,6 +300,7 @@ impl CompiledCatalog {
         files.insert("catalog.json".into(), body.into_bytes());
         CompiledCatalog {
             files: Files::Memory(files),
+            read: Memo::default(),
         }
     }
 
@@ -286,6 +308,7 @@ impl CompiledCatalog {
     pub fn from_files(files: BTreeMap<String, Vec<u8>>) -> Self {
         CompiledCatalog {
             files: Files::Memory(files),
+            read: Memo::default(),
         }
     }
 
@@ -336,6 +359,14 @@ impl CompiledCatalog {
 
     /// The manifest, checked against this reader's format.
     pub fn manifest(&self) -> Result<Manifest, Untrusted> {
+        if let Some(manifest) = self.read.manifest.get() {
+            return Ok(manifest.clone());
+        }
+        let manifest = self.read_manifest()?;
+        Ok(self.read.manifest.get_or_init(|| manifest).clone())
+    }
+
+    fn read_manifest(&self) -> Result<Manifest, Untrusted> {
         let bytes = self.read("manifest.json")?.ok_or_else(|| {
             Untrusted(format!(
                 "{} is missing: build the app (`spin build`, or `spin-osb-catalog compile CATALOG_DIR --out DIR`)",
@@ -421,6 +452,27 @@ impl CatalogLookup for CompiledCatalog {
     }
 
     fn plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, LookupError> {
+        let memo = |plans: &BTreeMap<String, CompiledPlan>| {
+            plans
+                .get(plan_id)
+                .filter(|plan| plan.service_id == service_id)
+                .cloned()
+        };
+        if let Some(plan) = memo(&self.read.plans.lock().unwrap_or_else(|e| e.into_inner())) {
+            return Ok(plan);
+        }
+        let plan = self.read_plan(service_id, plan_id)?;
+        self.read
+            .plans
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(plan_id.to_owned(), plan.clone());
+        Ok(plan)
+    }
+}
+
+impl CompiledCatalog {
+    fn read_plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, LookupError> {
         let manifest = self.manifest()?;
         let name = plan_file_name(plan_id);
         let found = match self.read(&name)? {
