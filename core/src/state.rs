@@ -385,6 +385,19 @@ pub struct Stored<T> {
     stamp: WriteStamp,
 }
 
+impl<T> Stored<T> {
+    /// `value` as a change of this record that is decided but not written: [`replace`]ing
+    /// it later still compares against what was read, so the change and whatever follows
+    /// from it land in one write, or not at all.
+    pub fn unwritten(&self, value: T) -> Stored<T> {
+        Stored {
+            value,
+            raw: self.raw.clone(),
+            stamp: self.stamp.clone(),
+        }
+    }
+}
+
 /// How many earlier write tokens a record remembers (see [`WriteStamp`]).
 const LINEAGE: usize = 8;
 

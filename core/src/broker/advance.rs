@@ -307,6 +307,11 @@ impl Broker<'_> {
     /// Deprovision/unbind once the record is known to exist: a repeat of the running deletion
     /// answers with it (or, synchronously, finishes it); otherwise the deletion replaces
     /// whatever runs and is driven like any other operation.
+    ///
+    /// Of N identical synchronous deletions at once exactly one answers 200: the one whose
+    /// deletion happened. The others find the record deleted (410) or, while the deletion
+    /// is still running in another request, answer 410 once it finished (or 422 if it has
+    /// not yet). A deletion whose request died is finished by the next one, which answers 200.
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn delete<R: Resource>(
         &self,
@@ -321,14 +326,7 @@ impl Broker<'_> {
         let asynchronous = asynchronous_plan && accepts_incomplete;
         let running = stored.value.operation();
         if running.in_progress() && running.kind == kind {
-            if asynchronous {
-                return Ok(OsbResponse::json(
-                    202,
-                    serde_json::json!({ "operation": running.id }),
-                ));
-            }
-            let stored = drive(key, stored, false).await?;
-            return deletion_response(stored.value.operation(), false);
+            return self.delete_again(key, stored, asynchronous, &drive).await;
         }
         if asynchronous_plan && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -342,31 +340,104 @@ impl Broker<'_> {
                 stored.value.label()
             )));
         }
-        let stored = self.start_deletion(key, &stored, kind, deadline_after)?;
-        let stored = drive(key, stored, asynchronous).await?;
+        let (service_id, plan_id) = stored.value.operation_plan();
+        let deletion = self.deletion_of(&stored.value, kind, deadline_after)?;
+        let started = if !asynchronous && self.steps_are_local(service_id, plan_id) {
+            // Nothing outside the record to delete: the deletion and its outcome are one write.
+            stored.unwritten(deletion)
+        } else {
+            match replace(self.kv, self.env, key, &stored, &deletion)? {
+                Some(started) => started,
+                None => {
+                    let current = self.reread(key)?;
+                    return self
+                        .lost_deletion(key, current, kind, asynchronous, &drive)
+                        .await;
+                }
+            }
+        };
+        let ours = started.value.operation().id.clone();
+        let stored = drive(key, started, asynchronous).await?;
+        if stored.value.operation().id != ours {
+            return self
+                .lost_deletion(key, stored, kind, asynchronous, &drive)
+                .await;
+        }
         deletion_response(stored.value.operation(), asynchronous)
     }
 
-    /// Replaces whatever runs on the record with a deletion (`kind`): an unfinished
-    /// creation is cancelled (its id then polls as failed), then the deletion is written
-    /// with CAS. The caller advances and answers.
-    pub(super) fn start_deletion<R: Resource>(
+    /// A deletion request that found the same deletion already running.
+    async fn delete_again<R: Resource>(
         &self,
         key: &str,
-        stored: &Stored<R>,
+        stored: Stored<R>,
+        asynchronous: bool,
+        drive: &impl AsyncFn(&str, Stored<R>, bool) -> Result<Stored<R>, OsbError>,
+    ) -> Result<OsbResponse, OsbError> {
+        let running = stored.value.operation();
+        if asynchronous {
+            return Ok(OsbResponse::json(
+                202,
+                serde_json::json!({ "operation": running.id }),
+            ));
+        }
+        // If the request that started it died, this is the platform's retry and finishes
+        // the deletion (200); if it is still running, this one is a duplicate, and what it
+        // finds deleted was not deleted as a result of it (410).
+        let crashed = super::instance::creator_is_gone(running, self.env.now());
+        let label = stored.value.label();
+        let stored = drive(key, stored, false).await?;
+        let response = deletion_response(stored.value.operation(), false)?;
+        if crashed {
+            Ok(response)
+        } else {
+            Err(OsbError::gone(format!(
+                "{label} was deleted by a concurrent request"
+            )))
+        }
+    }
+
+    /// A deletion request whose write lost to another request's: it answers for what that
+    /// request did.
+    async fn lost_deletion<R: Resource>(
+        &self,
+        key: &str,
+        current: Stored<R>,
+        kind: OperationKind,
+        asynchronous: bool,
+        drive: &impl AsyncFn(&str, Stored<R>, bool) -> Result<Stored<R>, OsbError>,
+    ) -> Result<OsbResponse, OsbError> {
+        let label = current.value.label();
+        let operation = current.value.operation();
+        if operation.kind == kind && operation.in_progress() {
+            return self.delete_again(key, current, asynchronous, drive).await;
+        }
+        if current.value.status() == Status::Deleted {
+            return Err(OsbError::gone(format!(
+                "{label} was deleted by a concurrent request"
+            )));
+        }
+        Err(OsbError::concurrency(format!(
+            "{label} changed concurrently; retry"
+        )))
+    }
+
+    /// The record with whatever runs on it replaced by a deletion (`kind`): an unfinished
+    /// creation is cancelled (its id then polls as failed).
+    fn deletion_of<R: Resource>(
+        &self,
+        current: &R,
         kind: OperationKind,
         deadline_after: Option<u64>,
-    ) -> Result<Stored<R>, OsbError> {
-        let mut next = stored.value.clone();
-        let label = next.label();
+    ) -> Result<R, OsbError> {
+        let mut next = current.clone();
         if next.operation().in_progress() {
             let op = next.operation_mut();
             op.state = OperationState::Failed;
             op.description = Some(format!("cancelled by a {} request", kind.prefix()));
         }
         next.begin(Operation::start(kind, self.env, deadline_after)?);
-        replace(self.kv, self.env, key, stored, &next)?
-            .ok_or_else(|| OsbError::concurrency(format!("{label} changed concurrently; retry")))
+        Ok(next)
     }
 
     /// `last_operation` for the record at `key`: 410 once deleted (or when a deletion's

@@ -416,3 +416,40 @@ fn a_provision_without_organization_or_space_guid_is_400_naming_it() {
         );
     }
 }
+
+/// `{"deep": [[…]]}` with `levels` nested arrays.
+fn nested_parameters(levels: usize) -> Value {
+    let text = format!("{{\"deep\":{}{}}}", "[".repeat(levels), "]".repeat(levels));
+    serde_json::from_str(&text).unwrap_or_else(|_| {
+        // Deeper than serde_json builds a `Value` from: built by hand.
+        let mut value = json!([]);
+        for _ in 1..levels {
+            value = json!([value]);
+        }
+        json!({ "deep": value })
+    })
+}
+
+/// The components run on a small WebAssembly stack: parameters as deeply nested as a JSON
+/// parser accepts (127 levels with the body around them) are parsed, forwarded and checked
+/// like any others, and anything deeper is a malformed body. Neither is ever a 500.
+#[test]
+fn deeply_nested_parameters_are_answered_not_crashed_on() {
+    let b = shared();
+    let plan = b.plans().sync;
+    let (iid, _) = provision_ready(&b, &plan);
+    for levels in [124, 400] {
+        let deep = nested_parameters(levels);
+        let fresh = new_id();
+        let resp = b.provision(&fresh, &plan.provision_body(deep.clone()), false);
+        expect_refused(resp, &format!("provision, {levels} levels"), None);
+        assert!(b.store_keys_mentioning(&fresh).is_empty());
+        let mut update = json!({ "service_id": plan.service_id, "parameters": deep.clone() });
+        update["plan_id"] = json!(plan.plan_id);
+        let resp = b.update(&iid, &update, false);
+        expect_refused(resp, &format!("update, {levels} levels"), None);
+        let resp = b.bind(&iid, &new_id(), &plan.bind_body(deep), false);
+        expect_refused(resp, &format!("bind, {levels} levels"), None);
+    }
+    b.fetch_instance(&iid).expect(200);
+}
