@@ -22,6 +22,10 @@ pub enum StoreError {
     /// `increment` on a value that is not a decimal i64.
     #[error("value is not an integer")]
     NotAnInteger,
+    /// Another connection holds the lock the statement needs (SQLite's `SQLITE_BUSY`);
+    /// nothing was changed.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// A read-then-swap handle, the host side of `wasi:keyvalue/atomics.cas`.

@@ -151,6 +151,38 @@ async fn fifty_increments_on_two_connections_to_one_file_add_up_to_fifty() {
     common::concurrency::fifty_concurrent_increments_add_up_to_fifty(a, b).await;
 }
 
+/// Statements run on the request's thread only when they need not wait: one that finds
+/// another connection holding the write lock waits for it (off the async worker) instead of
+/// failing, and lands after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_meets_another_connections_lock_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = SqliteStore::open(&path, "default").unwrap();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let holder = std::thread::spawn({
+        let path = path.clone();
+        move || {
+            let mut conn = rusqlite::Connection::open(&path).unwrap();
+            let tx = conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .unwrap();
+            tx.execute(
+                "INSERT INTO spin_key_value (store, key, value) VALUES ('default', 'k', x'01')",
+                [],
+            )
+            .unwrap();
+            locked_tx.send(()).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            tx.commit().unwrap();
+        }
+    });
+    locked_rx.recv().unwrap();
+    store.set("k", b"after the lock").await.unwrap();
+    holder.join().unwrap();
+    assert_eq!(store.get("k").await.unwrap().unwrap(), b"after the lock");
+}
+
 /// Set by [`cas_retry_loops_in_two_processes_sharing_one_file_lose_no_update`] for the
 /// child processes it starts.
 const CHILD_DB: &str = "SPIN_OSB_KV_TEST_CHILD_DB";
