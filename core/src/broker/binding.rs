@@ -137,7 +137,9 @@ impl Broker<'_> {
                     .await;
             }
         };
-        let stored = self.drive_binding(&key, stored, asynchronous).await?;
+        let stored = self
+            .drive_binding(&key, stored, asynchronous, Some(instance))
+            .await?;
         bind_response(&stored.value, asynchronous)
     }
 
@@ -166,7 +168,7 @@ impl Broker<'_> {
             )),
             Status::Creating => {
                 let crashed = super::instance::creator_is_gone(&current.operation, self.env.now());
-                let stored = self.drive_binding(key, existing, false).await?;
+                let stored = self.drive_binding(key, existing, false, None).await?;
                 let response = bind_response(&stored.value, false);
                 if crashed {
                     response
@@ -234,6 +236,7 @@ impl Broker<'_> {
         };
         let backend = for_plan(plan_backend, self.services());
         let is_async = backend.is_async(OperationKind::Unbind);
+        let instance = std::cell::Cell::new(instance);
         self.delete(
             &key,
             stored,
@@ -241,7 +244,10 @@ impl Broker<'_> {
             is_async,
             accepts_incomplete,
             deadline,
-            async |k: &str, s, asynchronous| self.drive_binding(k, s, asynchronous).await,
+            async |k: &str, s, asynchronous| {
+                self.drive_binding(k, s, asynchronous, instance.take())
+                    .await
+            },
         )
         .await
     }
@@ -292,7 +298,7 @@ impl Broker<'_> {
             &label,
             operation_id,
             OperationKind::Unbind,
-            async |key: &str, stored| self.advance_binding(key, stored).await,
+            async |key: &str, stored| self.advance_binding(key, stored, None).await,
         )
         .await
     }
@@ -325,17 +331,21 @@ impl Broker<'_> {
     }
 
     /// Asynchronous requests take one step and answer; synchronous ones see it through.
+    /// `instance` is the binding's instance as this request already read it, which the
+    /// first step uses instead of reading it again.
     async fn drive_binding(
         &self,
         key: &str,
         stored: Stored<BindingRecord>,
         asynchronous: bool,
+        instance: Option<InstanceRecord>,
     ) -> Result<Stored<BindingRecord>, OsbError> {
         if asynchronous {
-            self.advance_binding(key, stored).await
+            self.advance_binding(key, stored, instance).await
         } else {
+            let instance = std::cell::Cell::new(instance);
             self.finish_sync(key, stored, async |k: &str, s| {
-                self.advance_binding(k, s).await
+                self.advance_binding(k, s, instance.take()).await
             })
             .await
         }
@@ -345,17 +355,23 @@ impl Broker<'_> {
         &self,
         key: &str,
         stored: Stored<BindingRecord>,
+        instance: Option<InstanceRecord>,
     ) -> Result<Stored<BindingRecord>, OsbError> {
+        let known = std::cell::Cell::new(instance);
         self.advance(key, stored, async |binding: &BindingRecord| {
-            let instance = read::<InstanceRecord>(self.kv, &instance_key(&binding.instance_id))
-                .map_err(|e| StepError::from(BackendError::Transient(e.description)))?
-                .ok_or_else(|| {
-                    StepError::from(BackendError::Permanent(format!(
-                        "service instance {} no longer exists",
-                        binding.instance_id
-                    )))
-                })?
-                .value;
+            let known = known.take().filter(|i| i.instance_id == binding.instance_id);
+            let instance = match known {
+                Some(instance) => instance,
+                None => read::<InstanceRecord>(self.kv, &instance_key(&binding.instance_id))
+                    .map_err(|e| StepError::from(BackendError::Transient(e.description)))?
+                    .ok_or_else(|| {
+                        StepError::from(BackendError::Permanent(format!(
+                            "service instance {} no longer exists",
+                            binding.instance_id
+                        )))
+                    })?
+                    .value,
+            };
             let plan = self
                 .known_plan(&binding.service_id, &binding.plan_id)
                 .map_err(StepError::Abort)?;
