@@ -24,4 +24,18 @@ build_app
 echo "==> building test components"
 cargo build --release --locked --target wasm32-wasip2 -p test-probe -p test-misbehaving
 echo "==> running tests"
-cargo test --release --locked --no-fail-fast "$@"
+# Every process a test starts inherits this marker; whatever still carries it once the
+# tests are done was left running by a test (a broker, a Spin, a redis-server, a
+# simulator): the run fails, naming it, and the leftovers are stopped.
+marker="test-run-$$-$RANDOM"
+status=0
+SPIN_OSB_TEST_RUN="$marker" cargo test --release --locked --no-fail-fast "$@" || status=$?
+leftovers="$(grep -lsz "^SPIN_OSB_TEST_RUN=$marker\$" /proc/[0-9]*/environ \
+  | sed 's#/proc/\([0-9]*\)/environ#\1#' || true)"
+if [ -n "$leftovers" ]; then
+  echo "!!> processes started by tests are still running after the tests ended:" >&2
+  for pid in $leftovers; do ps -o pid=,args= -p "$pid" >&2 || true; done
+  kill $leftovers 2>/dev/null || true
+  status=1
+fi
+exit "$status"
