@@ -340,8 +340,8 @@ impl Broker<'_> {
                 stored.value.label()
             )));
         }
-        let (service_id, plan_id) = stored.value.operation_plan();
         let deletion = self.deletion_of(&stored.value, kind, deadline_after)?;
+        let (service_id, plan_id) = deletion.operation_plan();
         let started = if !asynchronous && self.steps_are_local(service_id, plan_id) {
             // Nothing outside the record to delete: the deletion and its outcome are one write.
             stored.unwritten(deletion)
@@ -391,9 +391,7 @@ impl Broker<'_> {
         if crashed {
             Ok(response)
         } else {
-            Err(OsbError::gone(format!(
-                "{label} was deleted by a concurrent request"
-            )))
+            Err(deleted_concurrently(&label))
         }
     }
 
@@ -413,9 +411,7 @@ impl Broker<'_> {
             return self.delete_again(key, current, asynchronous, drive).await;
         }
         if current.value.status() == Status::Deleted {
-            return Err(OsbError::gone(format!(
-                "{label} was deleted by a concurrent request"
-            )));
+            return Err(deleted_concurrently(&label));
         }
         Err(OsbError::concurrency(format!(
             "{label} changed concurrently; retry"
@@ -516,6 +512,11 @@ fn history_response(
 }
 
 /// The answer to deprovision/unbind once the deletion was started (or repeated).
+/// The 410 of a deletion request that found its work done by another request.
+fn deleted_concurrently(label: &str) -> OsbError {
+    OsbError::gone(format!("{label} was deleted by a concurrent request"))
+}
+
 fn deletion_response(operation: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     if asynchronous {
         return Ok(OsbResponse::json(
