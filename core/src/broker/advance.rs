@@ -511,12 +511,12 @@ fn history_response(
     Ok(OsbResponse::json(200, body))
 }
 
-/// The answer to deprovision/unbind once the deletion was started (or repeated).
 /// The 410 of a deletion request that found its work done by another request.
 fn deleted_concurrently(label: &str) -> OsbError {
     OsbError::gone(format!("{label} was deleted by a concurrent request"))
 }
 
+/// The answer to deprovision/unbind once the deletion was started (or repeated).
 fn deletion_response(operation: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     if asynchronous {
         return Ok(OsbResponse::json(

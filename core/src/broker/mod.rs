@@ -212,9 +212,7 @@ impl Broker<'_> {
             Err(_) => Ok(None),
         }
     }
-}
 
-impl Broker<'_> {
     /// Whether steps on the plan's backend may run without a lease (see
     /// [`crate::catalog::Backend::steps_are_local`]); a plan that has left the catalog, or a
     /// catalog that cannot be read, takes the lease.
