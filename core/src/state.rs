@@ -523,13 +523,32 @@ pub fn create<T: Serialize + DeserializeOwned + Clone>(
     key: &str,
     record: &T,
 ) -> Result<Created<T>, OsbError> {
+    let seen = read(kv, key)?;
+    create_after_read(kv, env, key, record, seen)
+}
+
+/// [`create`] for a caller that has just read `key` and found `seen`: a record found is the
+/// existing one, and an absent one is claimed without reading again (a store call saved on
+/// every bind, which must look before it validates).
+pub fn create_after_read<T: Serialize + DeserializeOwned + Clone>(
+    kv: &dyn Kv,
+    env: &dyn Env,
+    key: &str,
+    record: &T,
+    seen: Option<Stored<T>>,
+) -> Result<Created<T>, OsbError> {
+    if let Some(existing) = seen {
+        return Ok(Created::Existing(existing));
+    }
     // Everything that can fail is done before a claim is taken: a claim taken and not
     // followed by its record costs a claim generation.
     let stamp = WriteStamp::fresh(env)?;
     let raw = encode(record, &stamp)?;
     for generation in 0..MAX_CLAIM_GENERATIONS {
-        if let Some(existing) = read(kv, key)? {
-            return Ok(Created::Existing(existing));
+        if generation > 0 {
+            if let Some(existing) = read(kv, key)? {
+                return Ok(Created::Existing(existing));
+            }
         }
         let claim = kv.increment(&format!("{key}/claim/g{generation}"), 1)?;
         if claim == 1 {

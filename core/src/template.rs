@@ -348,6 +348,9 @@ fn check_with(env: &Environment<'static>, source: &str, scope: Scope) -> Result<
 /// Renders one template string to text. Used for single values (a dashboard URL); the text
 /// is only ever used as a string, so no value in it can become structure.
 pub fn render_str(source: &str, ctx: &TemplateContext) -> Result<String, TemplateError> {
+    if !has_template_syntax(source) {
+        return Ok(source.to_owned());
+    }
     text_env()
         .render_str(source, ctx.to_value())
         .map_err(|e| describe(&e))
@@ -367,6 +370,9 @@ fn render_leaves(
     path: &mut String,
 ) -> Result<Value, TemplateError> {
     match template {
+        // Text without template syntax renders to itself (`keep_trailing_newline` is on):
+        // skipping the engine for it saves a parse per leaf on every request.
+        Value::String(source) if !has_template_syntax(source) => Ok(template.clone()),
         Value::String(source) => text_env()
             .render_str(source, vars.clone())
             .map(Value::String)
@@ -403,6 +409,11 @@ fn render_leaves(
         }
         other => Ok(other.clone()),
     }
+}
+
+/// Whether `source` has anything the template engine would act on.
+fn has_template_syntax(source: &str) -> bool {
+    ["{{", "{%", "{#"].iter().any(|open| source.contains(open))
 }
 
 /// Renders a multi-document YAML template (a manifest) into its documents, with every
@@ -831,6 +842,28 @@ mod tests {
     }
 
     const INJECTION: &str = "x\n  evil: true\n---\nkind: Secret";
+
+    #[test]
+    fn text_without_template_syntax_renders_to_itself() {
+        let template = json!({
+            "plain": "https://x.example/{id}/}}\n",
+            "list": ["a } b", "%}", 3],
+            "templated": "{{ instance_id }}",
+            "comment": "a{# gone #}b",
+        });
+        let rendered = render_value(&template, &ctx()).unwrap();
+        assert_eq!(rendered["plain"], json!("https://x.example/{id}/}}\n"));
+        assert_eq!(rendered["list"], json!(["a } b", "%}", 3]));
+        assert_eq!(
+            rendered["templated"],
+            json!("11111111-2222-3333-4444-555555555555")
+        );
+        assert_eq!(rendered["comment"], json!("ab"));
+        assert_eq!(
+            render_str("no { syntax }\n", &ctx()).unwrap(),
+            "no { syntax }\n"
+        );
+    }
 
     #[test]
     fn an_injection_attempt_in_leaf_mode_stays_one_string() {

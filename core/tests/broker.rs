@@ -2861,7 +2861,7 @@ fn a_sync_credentials_lifecycle_makes_the_fewest_store_calls() {
     ];
     assert_eq!(
         counts,
-        [4, 6, 3, 2],
+        [4, 5, 3, 2],
         "store calls of provision, bind, unbind, deprovision"
     );
 }

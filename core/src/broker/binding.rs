@@ -6,8 +6,9 @@ use crate::backend::{for_plan, BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::{validate_id, OsbRequest, OsbResponse};
 use crate::state::{
-    binding_key, create, fingerprint, instance_key, read, replace, BindingRecord, Created,
-    InstanceRecord, Operation, OperationKind, OperationState, Status, Stored, SCHEMA_VERSION,
+    binding_key, create_after_read, fingerprint, instance_key, read, replace, BindingRecord,
+    Created, InstanceRecord, Operation, OperationKind, OperationState, Status, Stored,
+    SCHEMA_VERSION,
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
@@ -63,13 +64,14 @@ impl Broker<'_> {
             return Err(OsbError::async_required());
         }
         let asynchronous = is_async;
-        if let Some(existing) =
-            read::<BindingRecord>(self.kv, &key)?.filter(|s| s.value.status != Status::Deleted)
-        {
-            return self
-                .bind_again(&key, existing, &request_fingerprint, asynchronous)
-                .await;
-        }
+        let seen = match read::<BindingRecord>(self.kv, &key)? {
+            Some(existing) if existing.value.status != Status::Deleted => {
+                return self
+                    .bind_again(&key, existing, &request_fingerprint, asynchronous)
+                    .await;
+            }
+            seen => seen,
+        };
         let mut parameters = body.parameters.clone();
         if let Some(predecessor_id) = &body.predecessor_binding_id {
             validate_id("predecessor_binding_id", predecessor_id)?;
@@ -122,7 +124,7 @@ impl Broker<'_> {
             backend: json!({}),
             request_fingerprint,
         };
-        let stored = match create(self.kv, self.env, &key, &record)? {
+        let stored = match create_after_read(self.kv, self.env, &key, &record, seen)? {
             Created::New(stored) => stored,
             Created::Existing(existing) if existing.value.status == Status::Deleted => {
                 replace(self.kv, self.env, &key, &existing, &record)?.ok_or_else(|| {
@@ -393,7 +395,7 @@ impl Broker<'_> {
             let input = StepInput {
                 kind: binding.operation.kind,
                 instance: &instance,
-                plan: plan.as_ref(),
+                plan: plan.as_deref(),
                 parameters: &binding.parameters,
                 context: &binding.context,
                 binding: Some(binding),

@@ -508,7 +508,7 @@ impl Broker<'_> {
             let input = StepInput {
                 kind: operation.kind,
                 instance: record,
-                plan: plan.as_ref(),
+                plan: plan.as_deref(),
                 parameters,
                 context,
                 binding: None,

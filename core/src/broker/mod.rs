@@ -13,6 +13,8 @@ mod plan;
 
 pub use plan::{iso8601, ParamsKind};
 
+use std::sync::Arc;
+
 use serde_json::{json, Value};
 
 use crate::backend::Services;
@@ -195,7 +197,7 @@ impl Broker<'_> {
 
     /// Looks up a plan of a service: unknown ids are a 400 naming them, an untrusted
     /// catalog a 500.
-    pub fn plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, OsbError> {
+    pub fn plan(&self, service_id: &str, plan_id: &str) -> Result<Arc<CompiledPlan>, OsbError> {
         Ok(self.catalog.plan(service_id, plan_id)?)
     }
 
@@ -205,7 +207,7 @@ impl Broker<'_> {
         &self,
         service_id: &str,
         plan_id: &str,
-    ) -> Result<Option<CompiledPlan>, OsbError> {
+    ) -> Result<Option<Arc<CompiledPlan>>, OsbError> {
         match self.catalog.plan(service_id, plan_id) {
             Ok(plan) => Ok(Some(plan)),
             Err(LookupError::Untrusted(untrusted)) => Err(untrusted.into()),

@@ -22,7 +22,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -177,7 +177,7 @@ pub trait CatalogLookup {
     /// The `GET /v2/catalog` body and ETag.
     fn document(&self) -> Result<CatalogDocument, Untrusted>;
     /// The plan `plan_id` of service `service_id`; a plan of another service is unknown.
-    fn plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, LookupError>;
+    fn plan(&self, service_id: &str, plan_id: &str) -> Result<Arc<CompiledPlan>, LookupError>;
 }
 
 /// Where compiled files come from.
@@ -204,7 +204,7 @@ pub struct CompiledCatalog {
 #[derive(Debug, Default)]
 struct Memo {
     manifest: OnceLock<Manifest>,
-    plans: Mutex<BTreeMap<String, CompiledPlan>>,
+    plans: Mutex<BTreeMap<String, Arc<CompiledPlan>>>,
 }
 
 impl Clone for Memo {
@@ -451,8 +451,8 @@ impl CatalogLookup for CompiledCatalog {
         })
     }
 
-    fn plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, LookupError> {
-        let memo = |plans: &BTreeMap<String, CompiledPlan>| {
+    fn plan(&self, service_id: &str, plan_id: &str) -> Result<Arc<CompiledPlan>, LookupError> {
+        let memo = |plans: &BTreeMap<String, Arc<CompiledPlan>>| {
             plans
                 .get(plan_id)
                 .filter(|plan| plan.service_id == service_id)
@@ -461,7 +461,7 @@ impl CatalogLookup for CompiledCatalog {
         if let Some(plan) = memo(&self.read.plans.lock().unwrap_or_else(|e| e.into_inner())) {
             return Ok(plan);
         }
-        let plan = self.read_plan(service_id, plan_id)?;
+        let plan = Arc::new(self.read_plan(service_id, plan_id)?);
         self.read
             .plans
             .lock()

@@ -78,6 +78,7 @@ mod load;
 mod model;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -400,7 +401,7 @@ impl CatalogLookup for Catalog {
         self.compiled.document()
     }
 
-    fn plan(&self, service_id: &str, plan_id: &str) -> Result<CompiledPlan, LookupError> {
+    fn plan(&self, service_id: &str, plan_id: &str) -> Result<Arc<CompiledPlan>, LookupError> {
         CatalogLookup::plan(&self.compiled, service_id, plan_id)
     }
 }

@@ -84,7 +84,7 @@ struct Args {
     /// The broker's manifest for the OSB suite (built by `spin-osb build`).
     #[arg(long, default_value = "spin.toml")]
     osb_app: PathBuf,
-    /// Measured requests per OSB workload (cycles: an eighth of it).
+    /// Measured requests per OSB workload (cycles: a quarter of it, so the cycle workloads run long enough to average out a noisy machine).
     #[arg(long, default_value_t = 4_000)]
     osb_requests: u64,
     /// Native server sends `content-length` instead of chunked framing

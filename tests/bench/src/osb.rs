@@ -638,7 +638,7 @@ pub fn run(args: OsbArgs) -> Result<bool> {
             at100k.merge_run(m);
         }
         let change = (median(&mut rates100k) / median(&mut rates10) - 1.0) * 100.0;
-        let cycles = (n / 8).max(50);
+        let cycles = (n / 4).max(50);
         let cycle1 = client
             .load(cycles, 1, deadline, Auth::Broker, cycle("c1".into(), None))
             .await;
