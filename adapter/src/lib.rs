@@ -147,6 +147,12 @@ impl Env for WasiEnv {
             .unwrap_or(0)
     }
 
+    fn monotonic_ms(&self) -> u64 {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let elapsed = ORIGIN.get_or_init(std::time::Instant::now).elapsed();
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
     fn random_hex(&self, bytes: usize) -> Result<String, RandomnessUnavailable> {
         let mut buffer = vec![0u8; bytes];
         getrandom::fill(&mut buffer).map_err(|e| RandomnessUnavailable(e.to_string()))?;

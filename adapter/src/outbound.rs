@@ -5,7 +5,13 @@
 use spin_osb_core::outbound::{
     Config, HttpClient, HttpRequest, HttpResponse, LocalFuture, TransportError,
 };
+use std::task::Poll;
+use std::time::Duration;
+
+use futures::future::{self, Either};
+use spin_executor::CancelOnDropToken;
 use spin_sdk::http::{Method, Request, Response};
+use wasi::clocks::monotonic_clock;
 
 /// Outbound HTTP from a Spin component.
 pub struct SpinHttp;
@@ -30,9 +36,19 @@ impl HttpClient for SpinHttp {
             if !request.body.is_empty() {
                 builder.body(request.body);
             }
-            let response: Response = spin_sdk::http::send(builder.build())
-                .await
-                .map_err(|e| TransportError(describe(&e)))?;
+            let timeout = request.timeout;
+            let send = std::pin::pin!(spin_sdk::http::send::<_, Response>(builder.build()));
+            let response = match future::select(send, std::pin::pin!(sleep(timeout))).await {
+                Either::Left((sent, _)) => sent.map_err(|e| TransportError(describe(&e)))?,
+                // Dropping the unfinished send drops its wasi:http future and body: the
+                // runtime abandons the request.
+                Either::Right(_) => {
+                    return Err(TransportError(format!(
+                        "no complete answer within {} s",
+                        timeout.as_secs_f32()
+                    )))
+                }
+            };
             Ok(HttpResponse {
                 status: *response.status(),
                 headers: response
@@ -48,6 +64,27 @@ impl HttpClient for SpinHttp {
             })
         })
     }
+}
+
+/// Resolves once `duration` has passed, on the WASI monotonic clock: spin-sdk's executor
+/// wakes it like any other pollable, so it can race an outbound request.
+async fn sleep(duration: Duration) {
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    let deadline = monotonic_clock::now().saturating_add(nanos);
+    // The registration of the latest poll; replacing (or dropping) it cancels the earlier.
+    let mut registration: Option<CancelOnDropToken> = None;
+    future::poll_fn(move |context| {
+        if monotonic_clock::now() >= deadline {
+            return Poll::Ready(());
+        }
+        let token = spin_executor::push_waker_and_get_token(
+            monotonic_clock::subscribe_instant(deadline),
+            context.waker().clone(),
+        );
+        registration.replace(token.into());
+        Poll::Pending
+    })
+    .await
 }
 
 /// A readable reason for a failed send; a host refusing a destination that

@@ -12,6 +12,9 @@ pub struct RandomnessUnavailable(pub String);
 pub trait Env {
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
+    /// Milliseconds on a clock that only moves forward, from any origin: for time budgets
+    /// within one request.
+    fn monotonic_ms(&self) -> u64;
     /// `bytes` random bytes, hex-encoded; used for operation ids, write tokens and
     /// per-instance seeds.
     fn random_hex(&self, bytes: usize) -> Result<String, RandomnessUnavailable>;
@@ -48,6 +51,10 @@ impl TestEnv {
 impl Env for TestEnv {
     fn now(&self) -> u64 {
         self.now.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        self.now().saturating_mul(1000)
     }
 
     fn random_hex(&self, bytes: usize) -> Result<String, RandomnessUnavailable> {

@@ -4,6 +4,13 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
+
+use crate::env::Env;
+
+/// The longest one outbound request may take, from sending it to its last response byte,
+/// unless the step's budget has less left.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An outbound HTTP request. Redirects are never followed by the client: backends read
 /// `Location` themselves (the BOSH director answers task creation with one).
@@ -17,6 +24,9 @@ pub struct HttpRequest {
     pub headers: Vec<(String, String)>,
     /// Request body (empty for none).
     pub body: Vec<u8>,
+    /// The whole exchange must be over within this; clients abandon the request after it
+    /// (a transport error).
+    pub timeout: Duration,
 }
 
 impl HttpRequest {
@@ -27,6 +37,7 @@ impl HttpRequest {
             url: url.into(),
             headers: Vec::new(),
             body: Vec::new(),
+            timeout: REQUEST_TIMEOUT,
         }
     }
 
@@ -93,6 +104,53 @@ pub trait Config {
     fn get(&self, name: &str) -> Option<String>;
 }
 
+/// Outbound HTTP for one backend step, which must end before its lease does (a step that
+/// outlived its lease could be taken again by a concurrent poll: a second deploy for one
+/// operation). Each request gets at most what is left of the step's budget, and none is
+/// sent once the budget is spent: the step then fails transiently and the next poll goes on
+/// from what is stored.
+#[derive(Clone, Copy)]
+pub struct Outbound<'a> {
+    http: &'a dyn HttpClient,
+    clock: &'a dyn Env,
+    deadline_ms: u64,
+}
+
+impl<'a> Outbound<'a> {
+    /// Requests through `http`, all over within `budget` from now.
+    pub fn new(http: &'a dyn HttpClient, clock: &'a dyn Env, budget: Duration) -> Self {
+        let budget_ms = u64::try_from(budget.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            http,
+            clock,
+            deadline_ms: clock.monotonic_ms().saturating_add(budget_ms),
+        }
+    }
+
+    /// Sends `request` with its timeout cut to what is left of the budget.
+    pub async fn send(&self, mut request: HttpRequest) -> Result<HttpResponse, TransportError> {
+        let left =
+            Duration::from_millis(self.deadline_ms.saturating_sub(self.clock.monotonic_ms()));
+        if left < MIN_REQUEST_TIME {
+            return Err(TransportError(format!(
+                "the step's time for backend calls is used up; not sending {} {}",
+                request.method,
+                url_without_query(&request.url)
+            )));
+        }
+        request.timeout = request.timeout.min(left);
+        self.http.send(request).await
+    }
+}
+
+/// Below this, a request is not worth starting.
+const MIN_REQUEST_TIME: Duration = Duration::from_millis(200);
+
+/// `url` up to its query, for messages (queries may carry selectors, never needed there).
+fn url_without_query(url: &str) -> &str {
+    url.split('?').next().unwrap_or(url)
+}
+
 /// An [`HttpClient`] for brokers without outbound access (unit tests, the catalog
 /// endpoint): every request fails as unreachable.
 pub struct NoHttp;
@@ -123,5 +181,66 @@ impl MapConfig {
 impl Config for MapConfig {
     fn get(&self, name: &str) -> Option<String> {
         self.0.get(name).filter(|v| !v.is_empty()).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::env::TestEnv;
+    use std::cell::RefCell;
+
+    /// Answers 200 and remembers the timeout of every request it was given.
+    #[derive(Default)]
+    struct Recorder(RefCell<Vec<Duration>>);
+
+    impl HttpClient for Recorder {
+        fn send(
+            &self,
+            request: HttpRequest,
+        ) -> LocalFuture<'_, Result<HttpResponse, TransportError>> {
+            self.0.borrow_mut().push(request.timeout);
+            Box::pin(async {
+                Ok(HttpResponse {
+                    status: 200,
+                    headers: Vec::new(),
+                    body: Vec::new(),
+                })
+            })
+        }
+    }
+
+    fn send(outbound: &Outbound<'_>) -> Result<HttpResponse, TransportError> {
+        futures::executor::block_on(outbound.send(HttpRequest::new("GET", "http://api/x?s=1")))
+    }
+
+    #[test]
+    fn requests_get_at_most_what_is_left_of_the_step_budget_and_none_once_it_is_spent() {
+        let clock = TestEnv::at(1_000);
+        let http = Recorder::default();
+        let outbound = Outbound::new(&http, &clock, Duration::from_secs(20));
+        send(&outbound).unwrap();
+        clock.advance(15);
+        send(&outbound).unwrap();
+        assert_eq!(
+            *http.0.borrow(),
+            [REQUEST_TIMEOUT, Duration::from_secs(5)],
+            "a full request timeout first, then only the 5 s left"
+        );
+        clock.advance(5);
+        let refused = send(&outbound).unwrap_err();
+        assert_eq!(
+            http.0.borrow().len(),
+            2,
+            "nothing is sent once the budget is spent"
+        );
+        assert!(
+            refused.0.contains("time for backend calls is used up"),
+            "{refused}"
+        );
+        assert!(
+            !refused.0.contains("s=1"),
+            "no query in messages: {refused}"
+        );
     }
 }

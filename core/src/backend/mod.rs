@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::catalog::{Backend, CompiledPlan};
 use crate::kv::Kv;
-use crate::outbound::{Config, HttpClient};
+use crate::outbound::{Config, Outbound};
 use crate::state::{BindingRecord, InstanceRecord, OperationKind};
 use crate::template::TemplateContext;
 
@@ -24,8 +24,8 @@ pub mod kubernetes;
 /// deployment's variables (API URLs, tokens) and the store (for caches).
 #[derive(Clone, Copy)]
 pub struct Services<'a> {
-    /// Outbound HTTP.
-    pub http: &'a dyn HttpClient,
+    /// Outbound HTTP, bounded by the step's time budget.
+    pub http: Outbound<'a>,
     /// Spin variables.
     pub config: &'a dyn Config,
     /// The broker's store; backends keep only caches there (discovery, tokens).

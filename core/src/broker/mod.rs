@@ -14,6 +14,7 @@ mod plan;
 pub use plan::{iso8601, ParamsKind};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -23,12 +24,17 @@ use crate::env::Env;
 use crate::error::OsbError;
 use crate::http::{resolve, Endpoint, OsbRequest, OsbResponse};
 use crate::kv::Kv;
-use crate::outbound::{Config, HttpClient};
+use crate::outbound::{Config, HttpClient, Outbound};
 use crate::parameter_check::ParameterChecker;
 use crate::state::{Operation, OperationState};
 
 /// Seconds a poll may hold an operation while it calls the backend.
 pub const LEASE_SECONDS: u64 = 30;
+
+/// How long a step's backend calls may take in all: well inside [`LEASE_SECONDS`], so a
+/// step has always ended, and written its outcome, before another poll may take its lease.
+pub const STEP_BUDGET: Duration = Duration::from_secs(20);
+const _: () = assert!(STEP_BUDGET.as_secs() + 5 < LEASE_SECONDS);
 /// `Retry-After` when the backend suggests nothing.
 pub const DEFAULT_RETRY_AFTER: u64 = 5;
 
@@ -189,7 +195,7 @@ impl Broker<'_> {
     /// What backends may use.
     pub fn services(&self) -> Services<'_> {
         Services {
-            http: self.http,
+            http: Outbound::new(self.http, self.env, STEP_BUDGET),
             config: self.config,
             kv: self.kv,
         }

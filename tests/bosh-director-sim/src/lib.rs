@@ -195,6 +195,13 @@ impl Simulator {
         self.with_state(|st| st.faults.add_drop_requests(count, path_prefix, when));
     }
 
+    /// Handle the next `count` matching requests at once (a deploy creates its
+    /// task) but hold their answers for `stall`: a director or network that
+    /// answers far later than clients wait.
+    pub fn stall_next_requests(&self, count: u32, path_prefix: Option<&str>, stall: Duration) {
+        self.with_state(|st| st.faults.add_stall_requests(count, path_prefix, stall));
+    }
+
     /// Close the next `count` accepted connections before reading anything
     /// (before the TLS handshake too).
     pub fn drop_next_connections(&self, count: u32) {

@@ -174,40 +174,48 @@ async fn handle(
         scheme: shared.scheme,
         local_authority: format!("127.0.0.1:{}", shared.port),
     };
-    let mut st = shared.lock();
-    let mut record = RecordedRequest {
-        method: req.method.to_string(),
-        path: req.path.clone(),
-        path_and_query: req.path_and_query.clone(),
-        content_type: req.header("content-type").map(str::to_string),
-        context_id: req.header("x-bosh-context-id").map(str::to_string),
-        auth: auth::kind(&req.headers),
-        authenticated: false,
-        body: String::from_utf8_lossy(&req.body).into_owned(),
-        status: None,
+    // The state lock is held only here, never across an await.
+    let (resp, stall) = {
+        let mut st = shared.lock();
+        let mut record = RecordedRequest {
+            method: req.method.to_string(),
+            path: req.path.clone(),
+            path_and_query: req.path_and_query.clone(),
+            content_type: req.header("content-type").map(str::to_string),
+            context_id: req.header("x-bosh-context-id").map(str::to_string),
+            auth: auth::kind(&req.headers),
+            authenticated: false,
+            body: String::from_utf8_lossy(&req.body).into_owned(),
+            status: None,
+        };
+        let drop_point = st.faults.take_drop_request(&req.path);
+        if drop_point == Some(DropPoint::BeforeProcessing) {
+            st.requests.push(record);
+            return Err(DropConnection);
+        }
+        if st.faults.take_fail_request(&req.path) {
+            record.status = Some(500);
+            st.requests.push(record);
+            return Ok(to_hyper(Resp::empty(
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+            )));
+        }
+        let handled = routes::handle(&shared.config, &mut st, &req);
+        record.auth = handled.auth;
+        record.authenticated = handled.authenticated;
+        if drop_point == Some(DropPoint::AfterProcessing) {
+            st.requests.push(record);
+            return Err(DropConnection);
+        }
+        record.status = Some(handled.resp.status.as_u16());
+        st.requests.push(record);
+        let stall = st.faults.take_stall_request(&req.path);
+        (handled.resp, stall)
     };
-    let drop_point = st.faults.take_drop_request(&req.path);
-    if drop_point == Some(DropPoint::BeforeProcessing) {
-        st.requests.push(record);
-        return Err(DropConnection);
+    if let Some(stall) = stall {
+        tokio::time::sleep(stall).await;
     }
-    if st.faults.take_fail_request(&req.path) {
-        record.status = Some(500);
-        st.requests.push(record);
-        return Ok(to_hyper(Resp::empty(
-            http::StatusCode::INTERNAL_SERVER_ERROR,
-        )));
-    }
-    let handled = routes::handle(&shared.config, &mut st, &req);
-    record.auth = handled.auth;
-    record.authenticated = handled.authenticated;
-    if drop_point == Some(DropPoint::AfterProcessing) {
-        st.requests.push(record);
-        return Err(DropConnection);
-    }
-    record.status = Some(handled.resp.status.as_u16());
-    st.requests.push(record);
-    Ok(to_hyper(handled.resp))
+    Ok(to_hyper(resp))
 }
 
 fn to_hyper(resp: Resp) -> Response<Full<Bytes>> {

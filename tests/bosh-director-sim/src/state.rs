@@ -179,6 +179,7 @@ impl CountedFault {
 pub(crate) struct Faults {
     fail_requests: Vec<CountedFault>,
     drop_requests: Vec<(CountedFault, DropPoint)>,
+    stall_requests: Vec<(CountedFault, std::time::Duration)>,
     pub drop_connections: u32,
     fail_tasks: Vec<TaskFailure>,
 }
@@ -199,6 +200,31 @@ impl Faults {
             },
             when,
         ));
+    }
+
+    pub fn add_stall_requests(
+        &mut self,
+        count: u32,
+        prefix: Option<&str>,
+        stall: std::time::Duration,
+    ) {
+        self.stall_requests.push((
+            CountedFault {
+                remaining: count,
+                prefix: prefix.map(str::to_string),
+            },
+            stall,
+        ));
+    }
+
+    /// Consume one queued stall matching `path`: how long to hold its answer.
+    pub fn take_stall_request(&mut self, path: &str) -> Option<std::time::Duration> {
+        let (f, stall) = self
+            .stall_requests
+            .iter_mut()
+            .find(|(f, _)| f.matches(path))?;
+        f.remaining -= 1;
+        Some(*stall)
     }
 
     pub fn add_fail_tasks(&mut self, failure: TaskFailure) {

@@ -2,7 +2,7 @@
 //! (tests/catalogs/bosh) against the BOSH director *simulator* (tests/bosh-director-sim),
 //! over HTTPS with the simulator's CA in the runtime config's `client_tls`.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bosh_director_sim::{
     AuthKind, DropPoint, HoldAt, SimConfig, Simulator, TaskFailure, TaskKind, TaskState,
@@ -523,6 +523,60 @@ fn an_unreachable_director_delays_the_operation_but_does_not_fail_it() {
         (poll.json["state"] != "in progress").then_some(poll.json)
     });
     assert_eq!(done["state"], "succeeded", "{done}");
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn a_director_answering_after_the_lease_would_end_is_given_up_in_time_and_deploys_once() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "plain");
+    let iid = new_id();
+    // The director creates the deploy task at once but answers 45 s later, after the
+    // 30 s lease of the step that posted it would have run out.
+    s.sim
+        .stall_next_requests(1, Some("/deployments"), Duration::from_secs(45));
+    let (op, first_step, (poll, poll_took)) = std::thread::scope(|scope| {
+        let poll_during_the_stall = scope.spawn(|| {
+            std::thread::sleep(Duration::from_secs(3));
+            let started = Instant::now();
+            let poll = s.broker.instance_last_operation(&iid, None);
+            (poll, started.elapsed())
+        });
+        let started = Instant::now();
+        let op = s
+            .broker
+            .provision(&iid, &provision_body(&plan, json!({})), true)
+            .expect(202)
+            .operation();
+        (
+            op,
+            started.elapsed(),
+            poll_during_the_stall.join().expect("poll thread"),
+        )
+    });
+    // The step gives up on the director within its budget (well inside the lease), so no
+    // other poll can ever take the lease while it still waits.
+    assert!(
+        first_step < Duration::from_secs(25),
+        "the step must end inside its 30 s lease; the provision took {first_step:?}"
+    );
+    assert_eq!(poll.status, 200, "{}", poll.body);
+    assert_eq!(
+        poll.json["state"], "in progress",
+        "a poll while the step runs finds it in progress: {}",
+        poll.body
+    );
+    assert!(
+        poll_took < Duration::from_secs(5),
+        "a poll while another request holds the lease does not wait for the director: {poll_took:?}"
+    );
+    let done = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
+    assert_eq!(
+        s.sim.deployment(&deployment(&iid)).unwrap().post_count,
+        1,
+        "the deploy whose answer came too late must not be posted again"
+    );
     deprovisioned(&s, &plan, &iid);
 }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::UAA_URL_VARIABLE;
 use crate::backend::BackendError;
 use crate::kv::Kv;
-use crate::outbound::{HttpClient, HttpRequest, HttpResponse};
+use crate::outbound::{HttpRequest, HttpResponse, Outbound};
 
 /// Director error code "deployment doesn't exist".
 const DEPLOYMENT_NOT_FOUND: u64 = 70_000;
@@ -59,7 +59,7 @@ struct CachedAuth {
 
 /// A connection to one director.
 pub struct Director<'a> {
-    http: &'a dyn HttpClient,
+    http: Outbound<'a>,
     kv: &'a dyn Kv,
     base_url: String,
     /// The configured UAA (`bosh_uaa_url`); `/info` must name the same origin.
@@ -72,7 +72,7 @@ pub struct Director<'a> {
 impl<'a> Director<'a> {
     /// A client for `base_url` authenticating as `client` (a basic-auth user or a UAA client).
     pub fn new(
-        http: &'a dyn HttpClient,
+        http: Outbound<'a>,
         kv: &'a dyn Kv,
         base_url: &str,
         client: String,

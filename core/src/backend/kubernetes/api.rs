@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::backend::BackendError;
 use crate::kv::Kv;
-use crate::outbound::{HttpClient, HttpRequest, HttpResponse};
+use crate::outbound::{HttpRequest, HttpResponse, Outbound};
 
 /// The field manager of every apply: the broker owns the fields it renders.
 pub const FIELD_MANAGER: &str = "spin-osb";
@@ -93,7 +93,7 @@ struct CachedDiscovery {
 
 /// A connection to one API server.
 pub struct Api<'a> {
-    http: &'a dyn HttpClient,
+    http: Outbound<'a>,
     kv: &'a dyn Kv,
     base_url: String,
     token: String,
@@ -103,7 +103,7 @@ pub struct Api<'a> {
 impl<'a> Api<'a> {
     /// A client for `base_url` (no trailing slash needed) authenticating with `token`.
     pub fn new(
-        http: &'a dyn HttpClient,
+        http: Outbound<'a>,
         kv: &'a dyn Kv,
         base_url: &str,
         token: String,
