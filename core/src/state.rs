@@ -28,11 +28,17 @@ use crate::kv::Kv;
 
 /// Version of the record layout written by this build.
 pub const SCHEMA_VERSION: u32 = 1;
-/// How long a caller that lost a creation claim waits for the record to appear.
+/// How long the owner of a creation claim may take from claiming to writing its record.
+/// An owner that finds this window closed does not write (503, the platform retries):
+/// by then a waiter may take over.
+const CLAIM_WRITE_MS: u64 = 1_000;
+/// How long a caller that lost a creation claim waits for its owner's record before
+/// taking over with the next claim generation: far past the owner's write window, so an
+/// owner that was slow rather than dead never writes after a takeover.
 const CLAIM_WAIT_MS: u64 = 3_000;
 const CLAIM_POLL_MS: u64 = 50;
-/// Claim generations tried before giving up with 503.
-const MAX_CLAIM_GENERATIONS: u32 = 4;
+/// How long one creation may wait on claims in all before answering 503.
+const CREATE_WAIT_MS: u64 = 12_000;
 /// Operations kept per resource after they were superseded, for late polls.
 const HISTORY: usize = 5;
 
@@ -540,18 +546,22 @@ pub fn create_after_read<T: Serialize + DeserializeOwned + Clone>(
     if let Some(existing) = seen {
         return Ok(Created::Existing(existing));
     }
-    // Everything that can fail is done before a claim is taken: a claim taken and not
-    // followed by its record costs a claim generation.
+    // Everything that can fail is done before a claim is taken: a claim whose record is
+    // never written costs the next creator a wait.
     let stamp = WriteStamp::fresh(env)?;
     let raw = encode(record, &stamp)?;
-    for generation in 0..MAX_CLAIM_GENERATIONS {
-        if generation > 0 {
-            if let Some(existing) = read(kv, key)? {
-                return Ok(Created::Existing(existing));
+    let first_free = format!("{key}/claim/first-free");
+    let mut generation: u64 = 0;
+    let mut waited = 0;
+    loop {
+        let claim = format!("{key}/claim/g{generation}");
+        let claimed_at = env.monotonic_ms();
+        if kv.increment(&claim, 1)? == 1 {
+            if env.monotonic_ms().saturating_sub(claimed_at) > CLAIM_WRITE_MS {
+                return Err(OsbError::unavailable(format!(
+                    "creating {key} took too long to claim; retry the request"
+                )));
             }
-        }
-        let claim = kv.increment(&format!("{key}/claim/g{generation}"), 1)?;
-        if claim == 1 {
             kv.set(key, &raw)?;
             return Ok(Created::New(Stored {
                 value: record.clone(),
@@ -559,19 +569,49 @@ pub fn create_after_read<T: Serialize + DeserializeOwned + Clone>(
                 stamp,
             }));
         }
-        // Someone else owns this generation: wait for their record.
-        let mut waited = 0;
-        while waited < CLAIM_WAIT_MS {
+        // Someone else owns this generation. Generations before the first free one are
+        // known to be stale: start past them.
+        let first_free_generation = read_generation(kv, &first_free)?;
+        if first_free_generation > generation {
+            generation = first_free_generation;
             if let Some(existing) = read(kv, key)? {
                 return Ok(Created::Existing(existing));
+            }
+            continue;
+        }
+        // Wait for the owner's record.
+        let waited_from = waited;
+        while waited - waited_from < CLAIM_WAIT_MS {
+            if let Some(existing) = read(kv, key)? {
+                return Ok(Created::Existing(existing));
+            }
+            if waited >= CREATE_WAIT_MS {
+                return Err(OsbError::unavailable(format!(
+                    "could not create {key}: concurrent creators did not finish; retry the request"
+                )));
             }
             env.sleep_ms(CLAIM_POLL_MS);
             waited += CLAIM_POLL_MS;
         }
+        // Its owner is gone (or too slow to write any more): the generation is stale. Say
+        // so for later creators, which start past it instead of waiting again.
+        if read_generation(kv, &first_free)? <= generation {
+            kv.set(&first_free, (generation + 1).to_string().as_bytes())?;
+        }
+        generation += 1;
+        if let Some(existing) = read(kv, key)? {
+            return Ok(Created::Existing(existing));
+        }
     }
-    Err(OsbError::unavailable(format!(
-        "could not create {key}: concurrent creators did not finish; retry the request"
-    )))
+}
+
+/// The claim generation recorded under `key` (0 when none or unreadable).
+fn read_generation(kv: &dyn Kv, key: &str) -> Result<u64, OsbError> {
+    Ok(kv
+        .get(key)?
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.parse().ok())
+        .unwrap_or(0))
 }
 
 /// Stable digest of request attributes, for "identical request" checks.

@@ -2521,6 +2521,102 @@ fn a_creation_claim_left_by_a_crashed_request_is_taken_over() {
 }
 
 #[test]
+fn claims_left_by_any_number_of_crashed_requests_never_block_creation_for_good() {
+    let w = world();
+    // Six requests claimed the id one after another and died before writing.
+    for generation in 0..6 {
+        w.kv.increment(&format!("{}/claim/g{generation}", instance_key("i1")), 1)
+            .unwrap();
+    }
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let r = w.provision("i1", SYNC);
+        answers.push(r.status);
+        if r.status == 201 {
+            break;
+        }
+        assert_eq!(r.status, 503, "{}", body_text(&r));
+    }
+    assert_eq!(answers.last(), Some(&201), "answers: {answers:?}");
+    expect(w.fetch("i1"), 200);
+    // Later creators of other ids are not slowed down by this id's history.
+    expect(w.provision("i2", SYNC), 201);
+}
+
+/// A store whose first `increment` of `stall_key` takes effect and then holds its answer
+/// until released: the caller has claimed, but is slow to learn it.
+struct StallingKv {
+    inner: MemoryKv,
+    stall_key: String,
+    stalled: AtomicBool,
+    entered: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Kv for StallingKv {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.inner.get(key)
+    }
+    fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.inner.set(key, value)
+    }
+    fn delete(&self, key: &str) -> Result<(), KvError> {
+        self.inner.delete(key)
+    }
+    fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
+        let result = self.inner.increment(key, delta);
+        if key == self.stall_key && !self.stalled.swap(true, Ordering::SeqCst) {
+            self.entered.send(()).unwrap();
+            self.release.lock().unwrap().recv().unwrap();
+        }
+        result
+    }
+    fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<bool, KvError> {
+        self.inner.compare_and_swap(key, expected, new)
+    }
+}
+
+#[test]
+fn a_creation_claim_owner_too_slow_to_write_never_overwrites_the_record_of_the_taker_over() {
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+    let (release_tx, release_rx) = std::sync::mpsc::channel();
+    let w = World {
+        catalog: catalog(),
+        kv: StallingKv {
+            inner: MemoryKv::default(),
+            stall_key: format!("{}/claim/g0", instance_key("i1")),
+            stalled: AtomicBool::new(false),
+            entered: entered_tx,
+            release: std::sync::Mutex::new(release_rx),
+        },
+        env: TestEnv::at(T0),
+    };
+    let with_size = |size: u64| {
+        let mut body = provision_body(SYNC);
+        body["parameters"] = json!({ "size": size });
+        body
+    };
+    std::thread::scope(|scope| {
+        // A claims the id, then stalls before it learns that it did.
+        let slow = scope.spawn(|| w.put("i1", with_size(1), false));
+        entered.recv().unwrap();
+        w.env.advance(2);
+        // B finds the claim taken, waits it out and creates the instance: 201.
+        let taker = w.put("i1", with_size(2), false);
+        assert_eq!(taker.status, 201, "{}", body_text(&taker));
+        release_tx.send(()).unwrap();
+        // A's window to write has closed: it must not write over B's instance.
+        let slow = slow.join().unwrap();
+        assert_eq!(slow.status, 503, "{}", body_text(&slow));
+    });
+    let stored = w.kv.get(&instance_key("i1")).unwrap().unwrap();
+    let stored: Value = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(stored["parameters"], json!({ "size": 2 }), "{stored}");
+    let fetched = expect(w.fetch("i1"), 200);
+    assert_eq!(body(&fetched)["parameters"], json!({ "size": 2 }));
+}
+
+#[test]
 fn a_deprovision_exceeding_maximum_polling_duration_fails_and_leaves_the_instance_usable() {
     let w = world();
     w.ready_instance_with("i1", SHORT, json!({"size": 1}));
