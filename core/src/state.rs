@@ -301,6 +301,40 @@ pub struct InstanceRecord {
     pub request_fingerprint: String,
 }
 
+impl InstanceRecord {
+    /// What is left of a deprovisioned instance: enough to answer its late polls and
+    /// repeated deletions (410) and to be replaced by a new provision of the same id;
+    /// its secret seed, parameters, context and backend data go at once.
+    pub fn become_tombstone(&mut self) {
+        self.status = Status::Deleted;
+        self.seed = String::new();
+        self.parameters = Map::new();
+        self.context = Value::Null;
+        self.organization_guid = None;
+        self.space_guid = None;
+        self.dashboard_url = None;
+        self.metadata = InstanceMetadata::default();
+        self.backend = Value::Null;
+        self.operation.backend = Value::Null;
+        self.operation.update = None;
+    }
+}
+
+impl BindingRecord {
+    /// What is left of an unbound binding (see [`InstanceRecord::become_tombstone`]): its
+    /// credentials, parameters, context and backend data go at once.
+    pub fn become_tombstone(&mut self) {
+        self.status = Status::Deleted;
+        self.credentials = None;
+        self.parameters = Map::new();
+        self.context = Value::Null;
+        self.bind_resource = Value::Null;
+        self.metadata = None;
+        self.backend = Value::Null;
+        self.operation.backend = Value::Null;
+    }
+}
+
 /// A service binding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BindingRecord {

@@ -2521,6 +2521,64 @@ fn a_creation_claim_left_by_a_crashed_request_is_taken_over() {
 }
 
 #[test]
+fn finished_lifecycles_leave_small_tombstones_with_nothing_secret_in_them() {
+    let w = world();
+    let lifecycles = 1_000;
+    for i in 0..lifecycles {
+        let iid = format!("instance-{i:05}");
+        let mut body = provision_body(SYNC);
+        body["parameters"] = json!({ "size": 2 });
+        expect(w.put(&iid, body, false), 201);
+        expect(w.bind(&iid, "binding-1", SYNC), 201);
+        expect(w.unbind(&iid, "binding-1", SYNC), 200);
+        expect(w.deprovision(&iid, SYNC), 200);
+    }
+    let keys = w.kv.keys();
+    let bytes: usize = keys
+        .iter()
+        .map(|k| k.len() + w.kv.get(k).unwrap().map_or(0, |v| v.len()))
+        .sum();
+    let per_lifecycle = bytes / lifecycles;
+    println!(
+        "{per_lifecycle} bytes stored per finished lifecycle ({} keys)",
+        keys.len()
+    );
+    assert!(
+        per_lifecycle <= 1_500,
+        "{per_lifecycle} bytes stored per finished provision/bind/unbind/deprovision"
+    );
+    let tombstone = |key: &str| -> Value {
+        serde_json::from_slice(&w.kv.get(key).unwrap().expect("a tombstone")).unwrap()
+    };
+    let instance = tombstone(&instance_key("instance-00000"));
+    assert_eq!(instance["status"], "deleted", "{instance}");
+    for secret_or_private in ["seed", "parameters", "context", "backend", "dashboard_url"] {
+        let value = &instance[secret_or_private];
+        assert!(
+            value.is_null() || value == "" || value == &json!({}),
+            "the tombstone keeps {secret_or_private}: {instance}"
+        );
+    }
+    let binding = tombstone(&binding_key("instance-00000", "binding-1"));
+    for secret_or_private in [
+        "credentials",
+        "parameters",
+        "context",
+        "bind_resource",
+        "backend",
+    ] {
+        let value = &binding[secret_or_private];
+        assert!(
+            value.is_null() || value == &json!({}),
+            "the binding tombstone keeps {secret_or_private}: {binding}"
+        );
+    }
+    // A late poll and a repeated deletion still get their 410.
+    expect(w.deprovision("instance-00000", SYNC), 410);
+    expect(w.unbind("instance-00000", "binding-1", SYNC), 410);
+}
+
+#[test]
 fn claims_left_by_any_number_of_crashed_requests_never_block_creation_for_good() {
     let w = world();
     // Six requests claimed the id one after another and died before writing.

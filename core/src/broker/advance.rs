@@ -98,7 +98,7 @@ impl Resource for InstanceRecord {
                             self.maintenance_info_version = update.maintenance_info_version;
                         }
                     }
-                    OperationKind::Deprovision => self.status = Status::Deleted,
+                    OperationKind::Deprovision => self.become_tombstone(),
                     OperationKind::Bind | OperationKind::Unbind => {}
                 }
             }
@@ -158,11 +158,7 @@ impl Resource for BindingRecord {
                             self.backend["data"] = data;
                         }
                     }
-                    OperationKind::Unbind => {
-                        self.status = Status::Deleted;
-                        // Secrets do not outlive the binding.
-                        self.credentials = None;
-                    }
+                    OperationKind::Unbind => self.become_tombstone(),
                     _ => {}
                 }
             }
