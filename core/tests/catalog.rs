@@ -372,3 +372,40 @@ fn the_catalog_can_be_shared_between_threads() {
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Catalog>();
 }
+
+#[test]
+fn a_parameter_in_a_container_command_is_a_warning_and_the_default_catalog_has_none() {
+    let default = Catalog::load_dir(default_catalog_dir()).unwrap();
+    assert_eq!(default.warnings(), Vec::<String>::new());
+    let risky = r#"
+services:
+  - id: svc-k
+    name: risky
+    description: d
+    bindable: false
+    plans:
+      - id: plan-k
+        name: shell
+        description: d
+        backend:
+          type: kubernetes
+          namespace: {name: "osb-{{ instance_id }}", create: true}
+          manifests: |
+            apiVersion: v1
+            kind: Pod
+            metadata:
+              name: p
+            spec:
+              containers:
+                - name: c
+                  image: busybox
+                  command: [sh, -c, "echo {{ parameters.greeting }}"]
+"#;
+    let catalog = Catalog::from_yaml_documents(&[("risky.yaml", risky)]).unwrap();
+    let warnings = catalog.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("plan \"shell\"") && warnings[0].contains("line 9"),
+        "{warnings:?}"
+    );
+}

@@ -227,3 +227,85 @@ impl KubernetesBackend {
         }
     }
 }
+
+/// Lines (1-based) of a manifest template where a container's `command` or `args` uses
+/// `parameters`: a parameter there can become a command-line option, or shell code under
+/// `sh -c`, unless its schema is strict. `catalog check` warns about each; the safe way is
+/// an environment variable (`$(NAME)` in `args` is expanded by Kubernetes, not a shell).
+pub fn parameters_in_commands(source: &str) -> Vec<usize> {
+    let mut lines = Vec::new();
+    // The indentation of the `command:`/`args:` key whose value is being read.
+    let mut block: Option<usize> = None;
+    for (index, line) in source.lines().enumerate() {
+        let trimmed = line.trim_start();
+        let indent = line.len() - trimmed.len();
+        if let Some(key_indent) = block {
+            let inside = trimmed.is_empty()
+                || indent > key_indent
+                || (indent == key_indent && trimmed.starts_with('-') && !starts_key(trimmed));
+            if !inside {
+                block = None;
+            }
+        }
+        let key = trimmed.trim_start_matches("- ");
+        if key.starts_with("command:") || key.starts_with("args:") {
+            block = Some(indent + (trimmed.len() - key.len()));
+        }
+        if block.is_some() && uses_parameters(line) {
+            lines.push(index + 1);
+        }
+    }
+    lines
+}
+
+/// `- name: …`: a list item that is a mapping, i.e. a sibling container, not an argument.
+fn starts_key(trimmed: &str) -> bool {
+    let item = trimmed.trim_start_matches('-').trim_start();
+    item.split_once(':').is_some_and(|(key, _)| {
+        !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// Whether an expression (`{{ … }}`) on `line` mentions `parameters`.
+fn uses_parameters(line: &str) -> bool {
+    let mut rest = line;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after.find("}}").unwrap_or(after.len());
+        if after[..end].contains("parameters") {
+            return true;
+        }
+        rest = &after[end..];
+    }
+    false
+}
+
+#[cfg(test)]
+mod command_tests {
+    use super::parameters_in_commands;
+
+    #[test]
+    fn parameters_in_command_and_args_are_found_and_environment_variables_are_not() {
+        let source = r#"
+spec:
+  containers:
+    - name: a
+      command: [sh, -c]
+      args:
+        - |
+          exec redis-server --policy "{{ parameters.policy }}"
+      env:
+        - name: POLICY
+          value: "{{ parameters.policy }}"
+    - name: b
+      args: ["--x", "{{ parameters.x | default('1') }}"]
+    - name: c
+      command:
+      - run
+      - "{{ instance_id }}"
+      - "{{ instance_parameters.size }}"
+      image: "{{ parameters.image }}"
+"#;
+        assert_eq!(parameters_in_commands(source), vec![8, 13, 18]);
+    }
+}

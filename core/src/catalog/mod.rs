@@ -377,12 +377,15 @@ pub fn check_dir(dir: &Path) -> Result<(Catalog, String), (CatalogError, String)
     match Catalog::load_dir(dir) {
         Ok(catalog) => {
             let plans: usize = catalog.services().iter().map(|s| s.plans.len()).sum();
-            let summary = format!(
+            let mut summary = format!(
                 "{}: valid ({} services, {plans} plans, ETag {})",
                 dir.display(),
                 catalog.services().len(),
                 catalog.etag()
             );
+            for warning in catalog.warnings() {
+                summary.push_str(&format!("\nwarning: {warning}"));
+            }
             Ok((catalog, summary))
         }
         Err(errors) => {
@@ -393,6 +396,35 @@ pub fn check_dir(dir: &Path) -> Result<(Catalog, String), (CatalogError, String)
             );
             Err((errors, summary))
         }
+    }
+}
+
+impl Catalog {
+    /// What is valid but risky: a plan whose Kubernetes manifests put a parameter into a
+    /// container's `command` or `args`.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        for service in &self.services {
+            for plan in &service.plans {
+                let Backend::Kubernetes(config) = &plan.backend else {
+                    continue;
+                };
+                let manifests = [
+                    ("manifests", Some(&config.manifests)),
+                    ("binding.manifests", config.binding.manifests.as_ref()),
+                ];
+                for (field, source) in manifests {
+                    let Some(source) = source else { continue };
+                    for line in kubernetes::parameters_in_commands(source) {
+                        warnings.push(format!(
+                            "service {:?}, plan {:?}: backend.{field} line {line} puts a parameter into a container's command or args; pass it as an environment variable instead (`$(NAME)` in args), so no parameter can become an option or shell code",
+                            service.name, plan.name
+                        ));
+                    }
+                }
+            }
+        }
+        warnings
     }
 }
 

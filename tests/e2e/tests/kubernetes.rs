@@ -152,10 +152,11 @@ fn a_cache_instance_goes_through_provision_bind_unbind_and_deprovision() {
     assert!(
         deployment["metadata"]["managedFields"]
             .as_array()
-            .is_some_and(|f| f
-                .iter()
-                .any(|m| m["manager"] == "spin-osb" && m["operation"] == "Apply")),
-        "objects are created with server-side apply by field manager spin-osb"
+            .is_some_and(|f| f.iter().any(|m| m["manager"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("spin-osb-"))
+                && m["operation"] == "Apply")),
+        "objects are created with server-side apply by the instance's spin-osb-… field manager"
     );
     // A parameter that looks like YAML is one plain value.
     let config = k
@@ -473,6 +474,146 @@ fn an_existing_object_the_instance_does_not_own_is_a_conflict_not_adopted() {
     assert!(secret["metadata"]["annotations"]
         .get("osb.spin-osb.dev/instance-id")
         .is_none());
+}
+
+/// Provisions `plan` with `parameters` in `ns` and waits for the operation to end.
+fn provision_and_wait(b: &Broker, plan: &Plan, iid: &str, ns: &str, parameters: Value) -> Value {
+    let op = b
+        .provision(iid, &body(plan, Some(ns), parameters), true)
+        .expect(202)
+        .operation();
+    b.wait_instance_operation(iid, &op).json
+}
+
+fn description(answer: &Value) -> &str {
+    answer["description"].as_str().unwrap_or_default()
+}
+
+#[test]
+fn two_instances_rendering_one_object_at_once_never_share_it() {
+    let b = broker();
+    let k = kube();
+    let plan = plan(b, "confined");
+    for _ in 0..3 {
+        let ns = namespace();
+        let (first, second) = (new_id(), new_id());
+        // Both see `shared-settings` absent and create it at the same moment.
+        let answers = std::thread::scope(|scope| {
+            let ids = [&first, &second];
+            let handles = ids.map(|iid| {
+                let (plan, ns) = (&plan, &ns);
+                scope.spawn(move || provision_and_wait(b, plan, iid, ns, json!({})))
+            });
+            handles.map(|h| h.join().expect("provision thread"))
+        });
+        let states: Vec<&str> = answers
+            .iter()
+            .map(|a| a["state"].as_str().unwrap_or_default())
+            .collect();
+        let mut sorted = states.clone();
+        sorted.sort();
+        assert_eq!(sorted, ["failed", "succeeded"], "{answers:?}");
+        let loser = answers.iter().find(|a| a["state"] == "failed").unwrap();
+        assert!(description(loser).contains("not managed by"), "{loser}");
+        let winner = if states[0] == "succeeded" {
+            &first
+        } else {
+            &second
+        };
+        let live = k
+            .get(&format!(
+                "/api/v1/namespaces/{ns}/configmaps/shared-settings"
+            ))
+            .expect("the object");
+        assert_eq!(live["data"]["owner"], json!(winner), "{live}");
+        assert_eq!(
+            live["metadata"]["annotations"]["osb.spin-osb.dev/instance-id"],
+            json!(winner)
+        );
+        for iid in [&first, &second] {
+            deprovision_and_wait(b, iid, &plan);
+        }
+        assert!(k
+            .get(&format!(
+                "/api/v1/namespaces/{ns}/configmaps/shared-settings"
+            ))
+            .is_none());
+    }
+}
+
+#[test]
+fn objects_are_confined_to_the_instances_namespace_and_named_as_kubernetes_requires() {
+    let b = broker();
+    let k = kube();
+    let plan = plan(b, "confined");
+    let ns = namespace();
+    let elsewhere = namespace();
+    let cases = [
+        (
+            json!({"name": "mine", "namespace": elsewhere}),
+            "the instance's objects live in",
+        ),
+        (
+            json!({"name": "x?dryRun=All"}),
+            "is not a valid object name",
+        ),
+        (
+            json!({"name": "../secrets/x"}),
+            "is not a valid object name",
+        ),
+    ];
+    for (parameters, expected) in cases {
+        let iid = new_id();
+        let answer = provision_and_wait(b, &plan, &iid, &ns, parameters.clone());
+        assert_eq!(answer["state"], "failed", "{parameters}: {answer}");
+        assert!(
+            description(&answer).contains(expected),
+            "{parameters}: {answer}"
+        );
+        deprovision_and_wait(b, &iid, &plan);
+    }
+    assert!(
+        k.list(
+            &format!("/api/v1/namespaces/{elsewhere}/configmaps"),
+            "app.kubernetes.io/managed-by=spin-osb"
+        )
+        .is_empty(),
+        "nothing was created in another namespace"
+    );
+}
+
+#[test]
+fn a_binding_source_the_instance_does_not_own_is_never_read() {
+    let b = broker();
+    let k = kube();
+    let plan = plan(b, "confined");
+    let ns = namespace();
+    k.apply(
+        &format!("/api/v1/namespaces/{ns}/configmaps/theirs"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "theirs"}, "data": {"owner": "someone else"}}),
+    );
+    let iid = new_id();
+    let ready = provision_and_wait(b, &plan, &iid, &ns, json!({}));
+    assert_eq!(ready["state"], "succeeded", "{ready}");
+    let mut bind = json!({"service_id": plan.service_id, "plan_id": plan.plan_id,
+        "bind_resource": {"app_guid": "app"}, "parameters": {"source": "theirs"}});
+    let refused = b.bind(&iid, "b-theirs", &bind, true);
+    assert!(
+        refused.status >= 400 && refused.body.contains("not managed by"),
+        "{} {}",
+        refused.status,
+        refused.body
+    );
+    assert!(!refused.body.contains("someone else"), "{}", refused.body);
+    bind["parameters"] = json!({"source": "shared-settings"});
+    let bound = b.bind(&iid, "b-own", &bind, true).expect(201);
+    assert_eq!(
+        bound.json["credentials"]["owner"],
+        json!(iid),
+        "{}",
+        bound.body
+    );
+    deprovision_and_wait(b, &iid, &plan);
 }
 
 #[test]

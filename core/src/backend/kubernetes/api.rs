@@ -11,8 +11,17 @@ use crate::backend::BackendError;
 use crate::kv::Kv;
 use crate::outbound::{HttpRequest, HttpResponse, Outbound};
 
-/// The field manager of every apply: the broker owns the fields it renders.
-pub const FIELD_MANAGER: &str = "spin-osb";
+/// Characters escaped in a path segment: everything but RFC 3986's unreserved ones.
+/// Names are validated before they get here; escaping is the second line of defence.
+const SEGMENT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn segment(text: &str) -> percent_encoding::PercentEncode<'_> {
+    percent_encoding::utf8_percent_encode(text, SEGMENT)
+}
 /// How long a discovery answer is trusted; a kind missing from a cached answer is looked
 /// up again at once (a CRD may have been installed since).
 const DISCOVERY_TTL_SECONDS: u64 = 300;
@@ -39,9 +48,10 @@ impl ObjectRef {
     /// The object's REST path.
     pub fn path(&self) -> String {
         let root = group_version_root(&self.api_version);
+        let (plural, name) = (segment(&self.plural), segment(&self.name));
         match &self.namespace {
-            Some(ns) => format!("{root}/namespaces/{ns}/{}/{}", self.plural, self.name),
-            None => format!("{root}/{}/{}", self.plural, self.name),
+            Some(ns) => format!("{root}/namespaces/{}/{plural}/{name}", segment(ns)),
+            None => format!("{root}/{plural}/{name}"),
         }
     }
 
@@ -67,10 +77,9 @@ fn group_of(api_version: &str) -> &str {
 }
 
 fn group_version_root(api_version: &str) -> String {
-    if api_version.contains('/') {
-        format!("/apis/{api_version}")
-    } else {
-        format!("/api/{api_version}")
+    match api_version.split_once('/') {
+        Some((group, version)) => format!("/apis/{}/{}", segment(group), segment(version)),
+        None => format!("/api/{}", segment(api_version)),
     }
 }
 
@@ -200,19 +209,52 @@ impl<'a> Api<'a> {
         expect_ok(&response, &format!("reading {}", object.describe())).map(Some)
     }
 
-    /// Creates or updates `body` with server-side apply (`force`: the broker's rendering is
-    /// the truth for the fields it sets), so retries and re-polls converge.
-    pub async fn apply(&self, object: &ObjectRef, body: &Value) -> Result<Value, BackendError> {
+    /// Updates an object its owner already has with server-side apply as `manager`,
+    /// forcing (the broker's rendering is the truth for the fields it sets), so retries
+    /// and re-polls converge.
+    pub async fn apply(
+        &self,
+        object: &ObjectRef,
+        body: &Value,
+        manager: &str,
+    ) -> Result<Value, BackendError> {
+        let response = self.send_apply(object, body, manager, true).await?;
+        expect_ok(&response, &format!("applying {}", object.describe()))
+    }
+
+    /// Creates an object with server-side apply as `manager` without forcing: if another
+    /// owner's apply created it first, its fields (the owner marks at least) conflict and
+    /// the answer is `Ok(false)`, so of two owners rendering one object exactly one gets it.
+    pub async fn create(
+        &self,
+        object: &ObjectRef,
+        body: &Value,
+        manager: &str,
+    ) -> Result<bool, BackendError> {
+        let response = self.send_apply(object, body, manager, false).await?;
+        if response.status == 409 {
+            return Ok(false);
+        }
+        expect_ok(&response, &format!("creating {}", object.describe())).map(|_| true)
+    }
+
+    async fn send_apply(
+        &self,
+        object: &ObjectRef,
+        body: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<HttpResponse, BackendError> {
         let url = format!(
-            "{}?fieldManager={FIELD_MANAGER}&force=true",
-            self.url(&object.path())
+            "{}?fieldManager={}&force={force}",
+            self.url(&object.path()),
+            segment(manager)
         );
         let request = HttpRequest::new("PATCH", url).body(
             "application/apply-patch+yaml",
             serde_json::to_vec(body).unwrap_or_default(),
         );
-        let response = self.send(request).await?;
-        expect_ok(&response, &format!("applying {}", object.describe()))
+        self.send(request).await
     }
 
     /// Starts deleting `object` with foreground propagation (dependents first); an object
@@ -303,6 +345,16 @@ mod tests {
             namespace: namespace.map(Into::into),
             plural: "things".into(),
         }
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        let mut object = reference("v1", Some("ns/x"));
+        object.name = "a?dryRun=All&x=../y".into();
+        assert_eq!(
+            object.path(),
+            "/api/v1/namespaces/ns%2Fx/things/a%3FdryRun%3DAll%26x%3D..%2Fy"
+        );
     }
 
     #[test]

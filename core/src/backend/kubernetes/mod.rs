@@ -25,7 +25,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use self::api::{Api, ObjectRef};
-use self::objects::{default_list_keys, difference, identity, is_dns_label, union, Owner};
+use self::objects::{
+    default_list_keys, difference, identity, is_dns_label, is_dns_subdomain, union, Owner,
+};
 use self::readiness::Readiness;
 use super::{resume, BackendError, Done, Services, Step, StepInput};
 use crate::catalog::KubernetesBackend;
@@ -191,7 +193,10 @@ impl<'a> Kubernetes<'a> {
             };
         }
         Ok(
-            match self.wait(api, &progress.objects, &progress.prune).await? {
+            match self
+                .wait(api, &progress.objects, &progress.prune, owner)
+                .await?
+            {
                 Verdict::Ready => Step::Done(Done {
                     instance_data: Some(
                         Placement {
@@ -286,7 +291,7 @@ impl<'a> Kubernetes<'a> {
                     ..Progress::default()
                 };
             }
-            match self.wait(api, &progress.objects, &[]).await? {
+            match self.wait(api, &progress.objects, &[], owner).await? {
                 Verdict::Ready => {}
                 Verdict::Pending(description) => return Ok(in_progress(&progress, description)),
                 Verdict::Missing(description) => {
@@ -302,6 +307,11 @@ impl<'a> Kubernetes<'a> {
                     .map_err(|e| BackendError::Permanent(format!("binding source `{alias}`: {e}")))
             };
             let name = render(&source.name)?;
+            if !is_dns_subdomain(&name) {
+                return Err(BackendError::Permanent(format!(
+                    "binding source `{alias}`: {name:?} is not a valid object name"
+                )));
+            }
             let source_namespace = source.namespace.as_deref().map(render).transpose()?;
             let reference = api
                 .object_ref(
@@ -312,9 +322,22 @@ impl<'a> Kubernetes<'a> {
                     &namespace,
                 )
                 .await?;
+            confine(&reference, &namespace)
+                .map_err(|e| BackendError::Permanent(format!("binding source `{alias}`: {e}")))?;
+            let instance_owner = Owner {
+                binding_id: None,
+                ..owner
+            };
             match api.get(&reference).await? {
-                Some(object) => {
+                Some(object) if owner.owns(&object) || instance_owner.owns(&object) => {
                     sources.insert(alias.clone(), object);
+                }
+                Some(_) => {
+                    return Err(BackendError::Permanent(format!(
+                        "binding source `{alias}`: {} is not managed by {}: refusing to read it",
+                        reference.describe(),
+                        owner_label(instance_owner)
+                    )))
                 }
                 None if self.is_async(OperationKind::Bind) => {
                     let description = format!("waiting for {}", reference.describe());
@@ -437,6 +460,7 @@ impl<'a> Kubernetes<'a> {
         api: &Api<'_>,
         objects: &[ObjectRef],
         prune: &[ObjectRef],
+        owner: Owner<'_>,
     ) -> Result<Verdict, BackendError> {
         let mut pending = Vec::new();
         for object in objects {
@@ -446,6 +470,13 @@ impl<'a> Kubernetes<'a> {
                     object.describe()
                 )));
             };
+            if !owner.owns(&live) {
+                return Ok(Verdict::Failed(format!(
+                    "{} is no longer managed by {}",
+                    object.describe(),
+                    owner_label(owner)
+                )));
+            }
             match readiness::judge(
                 &live,
                 self.config.rule_for(&object.api_version, &object.kind),
@@ -493,6 +524,8 @@ impl<'a> Kubernetes<'a> {
                     namespace,
                 )
                 .await?;
+            confine(&reference, namespace)
+                .map_err(|e| BackendError::Permanent(format!("the plan's manifests: {e}")))?;
             if applied.iter().any(|a| a.same_object(&reference)) {
                 return Err(BackendError::Permanent(format!(
                     "the plan's manifests declare {} twice",
@@ -517,17 +550,31 @@ impl<'a> Kubernetes<'a> {
         mut body: Value,
         owner: Owner<'_>,
     ) -> Result<(), BackendError> {
-        if let Some(live) = api.get(reference).await? {
-            if !owner.owns(&live) {
-                return Err(BackendError::Permanent(format!(
-                    "{} already exists and is not managed by {}: refusing to take it over",
-                    reference.describe(),
-                    owner_label(owner)
-                )));
+        let taken = || {
+            BackendError::Permanent(format!(
+                "{} already exists and is not managed by {}: refusing to take it over",
+                reference.describe(),
+                owner_label(owner)
+            ))
+        };
+        let manager = owner.field_manager();
+        owner.mark(&mut body);
+        match api.get(reference).await? {
+            Some(live) if !owner.owns(&live) => return Err(taken()),
+            Some(_) => {}
+            // Absent: create it exclusively, so of two owners rendering the same object
+            // (both having just seen it absent) exactly one gets it.
+            None => {
+                if api.create(reference, &body, &manager).await? {
+                    return Ok(());
+                }
+                match api.get(reference).await? {
+                    Some(live) if owner.owns(&live) => {}
+                    _ => return Err(taken()),
+                }
             }
         }
-        owner.mark(&mut body);
-        api.apply(reference, &body).await.map(|_| ())
+        api.apply(reference, &body, &manager).await.map(|_| ())
     }
 
     /// Deletes `object` if it exists and is `owner`'s; whether a deletion was started.
@@ -566,7 +613,9 @@ impl<'a> Kubernetes<'a> {
                 .object_ref(&api_version, &kind, &name, ns.as_deref(), namespace)
                 .await
             {
-                refs.push(reference);
+                if confine(&reference, namespace).is_ok() {
+                    refs.push(reference);
+                }
             }
         }
         refs
@@ -588,6 +637,22 @@ impl<'a> Kubernetes<'a> {
             )));
         }
         Ok((ctx.with_var("namespace", json!(namespace)), namespace))
+    }
+}
+
+/// Instances are confined to their namespace: an object of a cluster-scoped kind, or one
+/// that names another namespace, is refused before anything is sent.
+fn confine(reference: &ObjectRef, namespace: &str) -> Result<(), String> {
+    match reference.namespace.as_deref() {
+        Some(ns) if ns == namespace => Ok(()),
+        Some(ns) => Err(format!(
+            "{} is in namespace {ns:?}, but the instance's objects live in {namespace:?}",
+            reference.describe()
+        )),
+        None => Err(format!(
+            "{} is cluster-scoped; an instance's objects live in its namespace {namespace:?}",
+            reference.describe()
+        )),
     }
 }
 

@@ -46,6 +46,23 @@ impl Owner<'_> {
         }
     }
 
+    /// The server-side apply field manager of this owner's objects: one per owner, so the
+    /// API server itself refuses a second owner's create of the same object (its owner
+    /// marks conflict with the first's).
+    pub fn field_manager(&self) -> String {
+        let mut digest = Sha256::new();
+        digest.update(self.instance_id.as_bytes());
+        if let Some(binding) = self.binding_id {
+            digest.update(b"/");
+            digest.update(binding.as_bytes());
+        }
+        let hex: String = digest.finalize()[..10]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("spin-osb-{hex}")
+    }
+
     /// Whether a live object carries this owner's marks.
     pub fn owns(&self, live: &Value) -> bool {
         let annotation = |name: &str| {
@@ -96,6 +113,11 @@ pub fn is_dns_label(name: &str) -> bool {
         && !name.ends_with('-')
 }
 
+/// Whether `name` is a DNS subdomain (RFC 1123), what the names of most kinds must be.
+pub fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(|label| is_dns_label(label))
+}
+
 /// The identity a manifest document declares: `(apiVersion, kind, name, namespace)`.
 pub fn identity(
     document: &Value,
@@ -115,9 +137,9 @@ pub fn identity(
             index + 1
         ));
     };
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+    if !is_dns_subdomain(name) {
         return Err(format!(
-            "document {}: {name:?} is not a valid object name",
+            "document {}: {name:?} is not a valid object name (lower-case letters, digits, '-' and '.', at most 253)",
             index + 1
         ));
     }
@@ -189,6 +211,28 @@ pub fn union(a: &[ObjectRef], b: &[ObjectRef]) -> Vec<ObjectRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn object_names_must_be_dns_subdomains() {
+        for good in ["a", "cache-1234abcd", "a.b-c.d", &"a".repeat(63)] {
+            assert!(is_dns_subdomain(good), "{good}");
+        }
+        for bad in [
+            "",
+            "A",
+            "a_b",
+            "a/b",
+            "a?x=1",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            &"a".repeat(64),
+            "ü",
+        ] {
+            assert!(!is_dns_subdomain(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn ids_that_are_not_label_values_are_hashed() {
