@@ -162,4 +162,8 @@ impl Env for WasiEnv {
     fn sleep_ms(&self, millis: u64) {
         std::thread::sleep(std::time::Duration::from_millis(millis));
     }
+
+    fn log(&self, line: &str) {
+        eprintln!("{line}");
+    }
 }

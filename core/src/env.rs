@@ -20,6 +20,10 @@ pub trait Env {
     fn random_hex(&self, bytes: usize) -> Result<String, RandomnessUnavailable>;
     /// Blocks for `millis` (used only while waiting for a concurrent creator).
     fn sleep_ms(&self, millis: u64);
+    /// Writes one line to the operators' log (the component's stderr): the details behind
+    /// the short descriptions platforms show their users (API addresses, raw answers,
+    /// errand output). Never secrets.
+    fn log(&self, line: &str);
 }
 
 /// An [`Env`] for tests: a settable clock and a counter instead of randomness.
@@ -30,6 +34,8 @@ pub struct TestEnv {
     counter: std::sync::atomic::AtomicU64,
     /// When set, randomness fails (as a broken runtime's would).
     pub randomness_fails: std::sync::atomic::AtomicBool,
+    /// The operators' log lines written so far.
+    pub log: std::sync::Mutex<Vec<String>>,
 }
 
 impl TestEnv {
@@ -73,5 +79,12 @@ impl Env for TestEnv {
 
     fn sleep_ms(&self, millis: u64) {
         std::thread::sleep(std::time::Duration::from_millis(millis.min(5)));
+    }
+
+    fn log(&self, line: &str) {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(line.to_owned());
     }
 }

@@ -127,6 +127,12 @@ impl<'a> Outbound<'a> {
         }
     }
 
+    /// Writes a line to the operators' log: where the details of a backend call go that
+    /// the short description shown to users leaves out.
+    pub fn log(&self, line: &str) {
+        self.clock.log(line);
+    }
+
     /// Sends `request` with its timeout cut to what is left of the budget.
     pub async fn send(&self, mut request: HttpRequest) -> Result<HttpResponse, TransportError> {
         let left =

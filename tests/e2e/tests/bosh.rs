@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use bosh_director_sim::{
-    AuthKind, DropPoint, HoldAt, SimConfig, Simulator, TaskFailure, TaskKind, TaskState,
+    AuthKind, DropPoint, ErrandBehaviour, HoldAt, SimConfig, Simulator, TaskFailure, TaskKind,
+    TaskState,
 };
 use spin_osb_e2e::kube::{eventually, KUBE_COMPONENTS};
 use spin_osb_e2e::{json, new_id, repo_root, Broker, Options, Plan, Value};
@@ -361,13 +362,13 @@ fn a_failing_errand_fails_the_operation_although_its_task_is_done() {
 }
 
 #[test]
-fn a_task_that_errors_fails_the_operation_with_its_result() {
+fn a_task_that_errors_fails_the_operation_briefly_and_logs_the_directors_result() {
     let s = setup(uaa());
     let plan = plan(&s.broker, "plain");
     let iid = new_id();
-    s.sim.fail_next_tasks(
-        TaskFailure::error(1, "Failed to compile package redis").for_deployment(&deployment(&iid)),
-    );
+    let result = "Failed to compile package redis: /var/vcap/data/compile/redis exited 2";
+    s.sim
+        .fail_next_tasks(TaskFailure::error(1, result).for_deployment(&deployment(&iid)));
     let op = s
         .broker
         .provision(&iid, &provision_body(&plan, json!({})), true)
@@ -375,10 +376,78 @@ fn a_task_that_errors_fails_the_operation_with_its_result() {
         .operation();
     let failed = s.broker.wait_instance_operation(&iid, &op);
     assert_eq!(failed.json["state"], "failed");
-    assert!(failed.json["description"]
-        .as_str()
-        .unwrap_or_default()
-        .contains("Failed to compile package redis"));
+    let description = failed.json["description"].as_str().unwrap_or_default();
+    assert!(
+        description.contains("director task") && description.contains("error"),
+        "{description}"
+    );
+    assert!(
+        !description.contains("/var/vcap") && !description.contains(&s.sim.base_url()),
+        "users see no raw director output or address: {description}"
+    );
+    assert!(
+        s.broker.output.text().contains(result),
+        "operators find the director's result in the log"
+    );
+    deprovisioned(&s, &plan, &iid);
+}
+
+#[test]
+fn errand_output_client_names_and_addresses_stay_out_of_descriptions() {
+    let s = setup(uaa());
+    let plan = plan(&s.broker, "redis");
+    let iid = new_id();
+    s.sim.set_errand(
+        "smoke-tests",
+        ErrandBehaviour {
+            exit_code: 1,
+            stdout: "connecting to 10.244.0.7:6379 with password hunter2: refused".into(),
+            stderr: String::new(),
+        },
+    );
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let failed = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(failed.json["state"], "failed", "{}", failed.body);
+    let description = failed.json["description"].as_str().unwrap_or_default();
+    assert!(description.contains("exit code 1"), "{description}");
+    assert!(!description.contains("hunter2"), "{description}");
+    assert!(
+        s.broker.output.text().contains("hunter2"),
+        "the log has the errand's output"
+    );
+    s.sim.set_errand("smoke-tests", ErrandBehaviour::default());
+    deprovisioned(&s, &plan, &iid);
+
+    // An unreachable director: the description names neither its address nor the client.
+    let iid = new_id();
+    s.sim.go_down();
+    let op = s
+        .broker
+        .provision(&iid, &provision_body(&plan, json!({})), true)
+        .expect(202)
+        .operation();
+    let poll = s
+        .broker
+        .instance_last_operation(&iid, Some(&op))
+        .expect(200);
+    let description = poll.json["description"].as_str().unwrap_or_default();
+    assert!(description.contains("cannot reach"), "{description}");
+    let address = s.sim.addr().to_string();
+    assert!(
+        !description.contains(&address) && !description.contains(CLIENT),
+        "{description}"
+    );
+    assert!(
+        s.broker.output.text().contains(&address),
+        "the log names the director"
+    );
+    s.sim.come_up().expect("up again");
+    let done = s.broker.wait_instance_operation(&iid, &op);
+    assert_eq!(done.json["state"], "succeeded", "{}", done.body);
     deprovisioned(&s, &plan, &iid);
 }
 

@@ -116,7 +116,7 @@ impl<'a> Director<'a> {
                 self.url(&format!("/tasks?{query}")),
             ))
             .await?;
-        let mut tasks: Vec<Task> = json_body(&response, "listing tasks")?;
+        let mut tasks: Vec<Task> = self.json_body(&response, "listing tasks")?;
         tasks.sort_by_key(|t| t.id);
         Ok(tasks)
     }
@@ -126,7 +126,7 @@ impl<'a> Director<'a> {
         let response = self
             .send(HttpRequest::new("GET", self.url(&format!("/tasks/{id}"))))
             .await?;
-        json_body(&response, &format!("reading task {id}"))
+        self.json_body(&response, &format!("reading task {id}"))
     }
 
     /// The `result` output of a task (NDJSON for errands and `vms` tasks).
@@ -136,10 +136,7 @@ impl<'a> Director<'a> {
         match response.status {
             204 => Ok(String::new()),
             200 => Ok(response.text()),
-            _ => Err(failure(
-                &response,
-                &format!("reading the result of task {id}"),
-            )),
+            _ => Err(self.failure(&response, &format!("reading the result of task {id}"))),
         }
     }
 
@@ -150,10 +147,7 @@ impl<'a> Director<'a> {
         match response.status {
             200 => Ok(true),
             404 if error_code(&response) == Some(DEPLOYMENT_NOT_FOUND) => Ok(false),
-            _ => Err(failure(
-                &response,
-                &format!("reading deployment {deployment}"),
-            )),
+            _ => Err(self.failure(&response, &format!("reading deployment {deployment}"))),
         }
     }
 
@@ -163,7 +157,7 @@ impl<'a> Director<'a> {
             .header("x-bosh-context-id", context_id)
             .body("text/yaml", manifest.as_bytes().to_vec());
         let response = self.send(request).await?;
-        task_redirect(&response, "deploying")
+        self.task_redirect(&response, "deploying")
     }
 
     /// Runs an errand on its deployment; the task id.
@@ -183,7 +177,7 @@ impl<'a> Director<'a> {
             .header("x-bosh-context-id", context_id)
             .body("application/json", body.to_string().into_bytes());
         let response = self.send(request).await?;
-        task_redirect(&response, &format!("running errand {errand}"))
+        self.task_redirect(&response, &format!("running errand {errand}"))
     }
 
     /// Deletes a deployment; `None` when it was already gone.
@@ -198,7 +192,8 @@ impl<'a> Director<'a> {
         if response.status == 404 && error_code(&response) == Some(DEPLOYMENT_NOT_FOUND) {
             return Ok(None);
         }
-        task_redirect(&response, &format!("deleting deployment {deployment}")).map(Some)
+        self.task_redirect(&response, &format!("deleting deployment {deployment}"))
+            .map(Some)
     }
 
     /// Starts the `vms` task listing the deployment's instances with their addresses.
@@ -208,7 +203,7 @@ impl<'a> Director<'a> {
             encode(deployment)
         ));
         let response = self.send(HttpRequest::new("GET", url)).await?;
-        task_redirect(&response, &format!("listing the instances of {deployment}"))
+        self.task_redirect(&response, &format!("listing the instances of {deployment}"))
     }
 
     fn url(&self, path: &str) -> String {
@@ -230,10 +225,13 @@ impl<'a> Director<'a> {
             .raw(request.header("authorization", authorization))
             .await?;
         if response.status == 401 {
-            return Err(BackendError::Permanent(format!(
-                "the BOSH director at {} refused the broker's credentials (client {:?})",
+            self.http.log(&format!(
+                "BOSH director {}: refused the credentials of client {:?}",
                 self.base_url, self.client
-            )));
+            ));
+            return Err(BackendError::Permanent(
+                "the BOSH director refused the broker's credentials".into(),
+            ));
         }
         Ok(response)
     }
@@ -241,10 +239,9 @@ impl<'a> Director<'a> {
     async fn raw(&self, request: HttpRequest) -> Result<HttpResponse, BackendError> {
         let request = request.header("accept", "application/json");
         self.http.send(request).await.map_err(|e| {
-            BackendError::Transient(format!(
-                "cannot reach the BOSH director at {}: {e}",
-                self.base_url
-            ))
+            self.http
+                .log(&format!("BOSH director {}: {e}", self.base_url));
+            BackendError::Transient(format!("cannot reach the BOSH director: {e}"))
         })
     }
 
@@ -276,7 +273,7 @@ impl<'a> Director<'a> {
     /// `GET /info`, then for UAA a client-credentials token.
     async fn discover(&self) -> Result<CachedAuth, BackendError> {
         let info = self.raw(HttpRequest::new("GET", self.url("/info"))).await?;
-        let info: Value = json_body(&info, "reading the director's /info")?;
+        let info: Value = self.json_body(&info, "reading the director's /info")?;
         let kind = info
             .pointer("/user_authentication/type")
             .and_then(Value::as_str)
@@ -306,10 +303,14 @@ impl<'a> Director<'a> {
             )));
         };
         if origin(&uaa_url).is_none() || origin(&uaa_url) != origin(configured) {
+            self.http.log(&format!(
+                "BOSH director {}: /info names its UAA at {uaa_url:?}, which is not \
+                 {UAA_URL_VARIABLE} ({configured:?}); no token was requested",
+                self.base_url
+            ));
             return Err(BackendError::Permanent(format!(
-                "the director's /info names its UAA at {uaa_url:?}, which is not \
-                 {UAA_URL_VARIABLE} ({configured:?}); the client secret is only sent to the \
-                 configured UAA"
+                "the director names a UAA other than {UAA_URL_VARIABLE}; the client secret is \
+                 only sent to the configured UAA"
             )));
         }
         let request = HttpRequest::new("POST", format!("{uaa_url}/oauth/token"))
@@ -323,16 +324,20 @@ impl<'a> Director<'a> {
                 b"grant_type=client_credentials".to_vec(),
             );
         let response = self.http.send(request).await.map_err(|e| {
-            BackendError::Transient(format!("cannot reach the director's UAA at {uaa_url}: {e}"))
+            self.http.log(&format!("BOSH UAA {uaa_url}: {e}"));
+            BackendError::Transient(format!("cannot reach the director's UAA: {e}"))
         })?;
         if response.status == 401 || response.status == 400 {
-            return Err(BackendError::Permanent(format!(
-                "the director's UAA refused client {:?}: {}",
+            self.http.log(&format!(
+                "BOSH UAA {uaa_url}: refused client {:?}: {}",
                 self.client,
-                response.text().chars().take(200).collect::<String>()
-            )));
+                response.text().chars().take(500).collect::<String>()
+            ));
+            return Err(BackendError::Permanent(
+                "the director's UAA refused the broker's client credentials".into(),
+            ));
         }
-        let token: Value = json_body(&response, "getting a UAA token")?;
+        let token: Value = self.json_body(&response, "getting a UAA token")?;
         let access = token["access_token"].as_str().unwrap_or_default();
         if access.is_empty() {
             return Err(BackendError::Transient(
@@ -359,20 +364,82 @@ impl<'a> Director<'a> {
     }
 }
 
-/// The task id of a 302/303 answer (`Location: …/tasks/ID`, relative or absolute).
-fn task_redirect(response: &HttpResponse, what: &str) -> Result<u64, BackendError> {
-    if !matches!(response.status, 302 | 303) {
-        return Err(failure(response, what));
+/// How director answers become results or backend errors.
+impl Director<'_> {
+    /// Writes a line about this director to the operators' log.
+    pub fn log(&self, line: &str) {
+        self.http
+            .log(&format!("BOSH director {}: {line}", self.base_url));
     }
-    response
-        .header("location")
-        .and_then(task_id_of)
-        .ok_or_else(|| {
-            BackendError::Transient(format!(
-                "{what}: the director's redirect has no task id (Location {:?})",
-                response.header("location")
-            ))
+
+    /// The task id of a 302/303 answer (`Location: …/tasks/ID`, relative or absolute).
+    fn task_redirect(&self, response: &HttpResponse, what: &str) -> Result<u64, BackendError> {
+        if !matches!(response.status, 302 | 303) {
+            return Err(self.failure(response, what));
+        }
+        response
+            .header("location")
+            .and_then(task_id_of)
+            .ok_or_else(|| {
+                self.http.log(&format!(
+                    "BOSH director {}: {what}: redirect without a task id (Location {:?})",
+                    self.base_url,
+                    response.header("location")
+                ));
+                BackendError::Transient(format!("{what}: the director's redirect names no task"))
+            })
+    }
+
+    fn json_body<T: serde::de::DeserializeOwned>(
+        &self,
+        response: &HttpResponse,
+        what: &str,
+    ) -> Result<T, BackendError> {
+        if response.status != 200 {
+            return Err(self.failure(response, what));
+        }
+        serde_json::from_slice(&response.body).map_err(|e| {
+            self.http.log(&format!(
+                "BOSH director {}: {what}: unreadable answer: {e}",
+                self.base_url
+            ));
+            BackendError::Transient(format!("{what}: the director's answer is unreadable"))
         })
+    }
+
+    /// A director refusal as a backend error: server errors and throttling are retried on
+    /// later polls; anything else is final. Users get the status and the director's error
+    /// code; its description goes to the operators' log.
+    fn failure(&self, response: &HttpResponse, what: &str) -> BackendError {
+        let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
+        let detail = match (body.get("code"), body.get("description")) {
+            (Some(code), Some(Value::String(d))) => format!("{d} (code {code})"),
+            _ => {
+                let text = response.text();
+                let text = text.trim();
+                if text.is_empty() {
+                    format!("HTTP {}", response.status)
+                } else {
+                    text.chars().take(200).collect()
+                }
+            }
+        };
+        self.http.log(&format!(
+            "BOSH director {}: {what}: {} {detail}",
+            self.base_url, response.status
+        ));
+        let message = match body.get("code") {
+            Some(code) => format!(
+                "{what}: the director answered {} (code {code})",
+                response.status
+            ),
+            None => format!("{what}: the director answered {}", response.status),
+        };
+        match response.status {
+            429 | 500..=599 => BackendError::Transient(message),
+            _ => BackendError::Permanent(message),
+        }
+    }
 }
 
 /// `123` from `https://director:25555/tasks/123` or `/tasks/123`.
@@ -387,44 +454,6 @@ fn error_code(response: &HttpResponse) -> Option<u64> {
         .ok()?
         .get("code")?
         .as_u64()
-}
-
-fn json_body<T: serde::de::DeserializeOwned>(
-    response: &HttpResponse,
-    what: &str,
-) -> Result<T, BackendError> {
-    if response.status != 200 {
-        return Err(failure(response, what));
-    }
-    serde_json::from_slice(&response.body).map_err(|e| {
-        BackendError::Transient(format!("{what}: the director's answer is unreadable: {e}"))
-    })
-}
-
-/// A director refusal as a backend error: server errors and throttling are retried on
-/// later polls; anything else is final, with the director's description.
-fn failure(response: &HttpResponse, what: &str) -> BackendError {
-    let body: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    let detail = match (body.get("code"), body.get("description")) {
-        (Some(code), Some(Value::String(d))) => format!("{d} (code {code})"),
-        _ => {
-            let text = response.text();
-            let text = text.trim();
-            if text.is_empty() {
-                format!("HTTP {}", response.status)
-            } else {
-                text.chars().take(200).collect()
-            }
-        }
-    };
-    let message = format!(
-        "{what}: the director answered {}: {detail}",
-        response.status
-    );
-    match response.status {
-        429 | 500..=599 => BackendError::Transient(message),
-        _ => BackendError::Permanent(message),
-    }
 }
 
 /// Everything but RFC 3986's unreserved characters.

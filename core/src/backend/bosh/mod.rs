@@ -251,14 +251,19 @@ impl<'a> Bosh<'a> {
             }
             if task.state != "done" {
                 let result = task.result.as_deref().unwrap_or("no details");
+                director.log(&format!(
+                    "{}: director task {task_id} ended in state {}: {result}",
+                    action.describe(),
+                    task.state
+                ));
                 let description = if result.contains("Failed to acquire lock") {
                     format!(
-                        "{} could not start: another director task holds the deployment's lock ({result}); retry the request",
+                        "{} could not start: another director task holds the deployment's lock; retry the request",
                         action.describe()
                     )
                 } else {
                     format!(
-                        "{}: director task {task_id} ended in state {}: {result}",
+                        "{}: director task {task_id} ended in state {} (details in the broker's log)",
                         action.describe(),
                         task.state
                     )
@@ -268,7 +273,8 @@ impl<'a> Bosh<'a> {
             if let Action::Errand(errand) = action {
                 // A failed errand still ends its task in `done`: judge the exit codes.
                 let result = director.task_result(task_id).await?;
-                if let Some(failure) = errand_failure(&result) {
+                if let Some((failure, output)) = errand_failure(&result) {
+                    director.log(&format!("errand {errand} failed: {failure}: {output}"));
                     return Ok(Step::Failed {
                         description: format!("errand {errand} failed: {failure}"),
                     });
@@ -305,10 +311,14 @@ impl<'a> Bosh<'a> {
             ));
         }
         if task.state != "done" {
+            director.log(&format!(
+                "listing the instances of {name}: director task {task_id} ended in state {}: {}",
+                task.state,
+                task.result.unwrap_or_default()
+            ));
             return Ok(Step::Failed {
                 description: format!(
-                    "listing the instances of {name} failed: {}",
-                    task.result.unwrap_or_default()
+                    "listing the instances of {name} failed (details in the broker's log)"
                 ),
             });
         }
@@ -365,8 +375,9 @@ fn in_progress(progress: &Progress, description: String) -> Step {
     }
 }
 
-/// The first non-zero exit code of an errand's NDJSON result, with its output's tail.
-fn errand_failure(result: &str) -> Option<String> {
+/// The first non-zero exit code of an errand's NDJSON result (`exit code N on group/id`),
+/// and its output's tail (for the log only).
+fn errand_failure(result: &str) -> Option<(String, String)> {
     for line in result.lines().filter(|l| !l.trim().is_empty()) {
         let Ok(run) = serde_json::from_str::<Value>(line) else {
             continue;
@@ -396,7 +407,7 @@ fn errand_failure(result: &str) -> Option<String> {
                     .and_then(Value::as_str)
                     .unwrap_or("?")
             );
-            return Some(format!("exit code {code} on {instance}: {tail}"));
+            return Some((format!("exit code {code} on {instance}"), tail));
         }
     }
     None
@@ -451,8 +462,8 @@ mod tests {
             r#"{"instance":{"group":"smoke","id":"b"},"exit_code":3,"stdout":"","stderr":"boom\n"}"#
         );
         assert_eq!(
-            errand_failure(&bad).as_deref(),
-            Some("exit code 3 on smoke/b: boom")
+            errand_failure(&bad),
+            Some(("exit code 3 on smoke/b".to_string(), "boom".to_string()))
         );
     }
 

@@ -148,7 +148,7 @@ impl<'a> Api<'a> {
                 "the Kubernetes API does not serve {api_version} (is the CustomResourceDefinition installed?)"
             )));
         }
-        let list = expect_ok(&response, &format!("discovery of {api_version}"))?;
+        let list = self.expect_ok(&response, &format!("discovery of {api_version}"))?;
         let resources: Vec<ApiResource> = list
             .get("resources")
             .and_then(Value::as_array)
@@ -206,7 +206,8 @@ impl<'a> Api<'a> {
         if response.status == 404 {
             return Ok(None);
         }
-        expect_ok(&response, &format!("reading {}", object.describe())).map(Some)
+        self.expect_ok(&response, &format!("reading {}", object.describe()))
+            .map(Some)
     }
 
     /// Updates an object its owner already has with server-side apply as `manager`,
@@ -219,7 +220,7 @@ impl<'a> Api<'a> {
         manager: &str,
     ) -> Result<Value, BackendError> {
         let response = self.send_apply(object, body, manager, true).await?;
-        expect_ok(&response, &format!("applying {}", object.describe()))
+        self.expect_ok(&response, &format!("applying {}", object.describe()))
     }
 
     /// Creates an object with server-side apply as `manager` without forcing: if another
@@ -235,7 +236,8 @@ impl<'a> Api<'a> {
         if response.status == 409 {
             return Ok(false);
         }
-        expect_ok(&response, &format!("creating {}", object.describe())).map(|_| true)
+        self.expect_ok(&response, &format!("creating {}", object.describe()))
+            .map(|_| true)
     }
 
     async fn send_apply(
@@ -266,7 +268,8 @@ impl<'a> Api<'a> {
         if response.status == 404 {
             return Ok(());
         }
-        expect_ok(&response, &format!("deleting {}", object.describe())).map(|_| ())
+        self.expect_ok(&response, &format!("deleting {}", object.describe()))
+            .map(|_| ())
     }
 
     fn url(&self, path: &str) -> String {
@@ -278,10 +281,23 @@ impl<'a> Api<'a> {
             .header("authorization", format!("Bearer {}", self.token))
             .header("accept", "application/json");
         self.http.send(request).await.map_err(|e| {
-            BackendError::Transient(format!(
-                "cannot reach the Kubernetes API at {}: {e}",
+            self.http
+                .log(&format!("Kubernetes API {}: {e}", self.base_url));
+            BackendError::Transient(format!("cannot reach the Kubernetes API: {e}"))
+        })
+    }
+
+    /// The body of a 2xx answer, or the API's refusal as a backend error: retried later
+    /// for conflicts, throttling and server errors; final for everything the request itself
+    /// got wrong (401, 403, 404, 422 …). Users get the status, the API's reason and the
+    /// fields it names; the API's whole message goes to the operators' log.
+    fn expect_ok(&self, response: &HttpResponse, what: &str) -> Result<Value, BackendError> {
+        refusal(response, what).map_err(|(error, detail)| {
+            self.http.log(&format!(
+                "Kubernetes API {}: {what}: {detail}",
                 self.base_url
-            ))
+            ));
+            error
         })
     }
 
@@ -297,40 +313,58 @@ impl<'a> Api<'a> {
     }
 }
 
-/// The body of a 2xx answer, or the API's refusal as a backend error: retried later for
-/// conflicts, throttling and server errors; final for everything the request itself got
-/// wrong (401, 403, 404, 422 …), with the API's own message.
-fn expect_ok(response: &HttpResponse, what: &str) -> Result<Value, BackendError> {
+/// [`Api::expect_ok`] without the log: the error for users and the API's full answer.
+fn refusal(response: &HttpResponse, what: &str) -> Result<Value, (BackendError, String)> {
     if (200..300).contains(&response.status) {
         return serde_json::from_slice(&response.body).map_err(|e| {
-            BackendError::Transient(format!(
-                "{what}: the Kubernetes API answered {} with an unreadable body: {e}",
+            let error = BackendError::Transient(format!(
+                "{what}: the Kubernetes API answered {} with an unreadable body",
                 response.status
-            ))
+            ));
+            (error, format!("{}: unreadable body: {e}", response.status))
         });
     }
     let status: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    let message = status
-        .get("message")
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let text = response.text();
-            let text = text.trim();
-            if text.is_empty() {
-                format!("HTTP {}", response.status)
-            } else {
-                text.chars().take(300).collect()
-            }
-        });
-    let text = format!(
-        "{what}: the Kubernetes API answered {}: {message}",
-        response.status
-    );
-    Err(match response.status {
-        409 | 429 | 500..=599 => BackendError::Transient(text),
-        _ => BackendError::Permanent(text),
-    })
+    let mut summary = format!("{what}: the Kubernetes API answered {}", response.status);
+    if let Some(reason) = status.get("reason").and_then(Value::as_str) {
+        summary.push_str(&format!(" ({})", words_of(reason)));
+    }
+    let fields: Vec<&str> = status
+        .pointer("/details/causes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|cause| cause.get("field").and_then(Value::as_str))
+        .take(3)
+        .collect();
+    if !fields.is_empty() {
+        summary.push_str(&format!(" in {}", fields.join(", ")));
+    }
+    let detail = match status.get("message").and_then(Value::as_str) {
+        Some(message) => format!("{} {message}", response.status),
+        None => format!(
+            "{} {}",
+            response.status,
+            response.text().chars().take(500).collect::<String>()
+        ),
+    };
+    let error = match response.status {
+        409 | 429 | 500..=599 => BackendError::Transient(summary),
+        _ => BackendError::Permanent(summary),
+    };
+    Err((error, detail))
+}
+
+/// `AlreadyExists` → `already exists`.
+fn words_of(reason: &str) -> String {
+    let mut words = String::new();
+    for (index, c) in reason.chars().enumerate() {
+        if c.is_ascii_uppercase() && index > 0 {
+            words.push(' ');
+        }
+        words.push(c.to_ascii_lowercase());
+    }
+    words
 }
 
 #[cfg(test)]
@@ -378,17 +412,31 @@ mod tests {
         };
         for status in [409, 429, 500, 503] {
             assert!(matches!(
-                expect_ok(&answer(status), "x"),
-                Err(BackendError::Transient(_))
+                refusal(&answer(status), "x"),
+                Err((BackendError::Transient(_), _))
             ));
         }
         for status in [400, 401, 403, 404, 422] {
-            match expect_ok(&answer(status), "applying Secret a/b") {
-                Err(BackendError::Permanent(m)) => {
-                    assert!(m.contains("nope") && m.contains("Secret a/b"), "{m}")
+            match refusal(&answer(status), "applying Secret a/b") {
+                Err((BackendError::Permanent(m), detail)) => {
+                    assert!(m.contains("Secret a/b") && m.contains("(x)"), "{m}");
+                    assert!(!m.contains("nope"), "the API's message is for the log: {m}");
+                    assert!(detail.contains("nope"), "{detail}");
                 }
                 other => panic!("{status}: {other:?}"),
             }
+        }
+        let invalid = HttpResponse {
+            status: 422,
+            headers: vec![],
+            body: br#"{"kind":"Status","reason":"Invalid","message":"Deployment.apps \"x\" is invalid: spec.replicas: Invalid value: -1","details":{"causes":[{"field":"spec.replicas"}]}}"#.to_vec(),
+        };
+        match refusal(&invalid, "applying Deployment a/x") {
+            Err((BackendError::Permanent(m), _)) => assert_eq!(
+                m,
+                "applying Deployment a/x: the Kubernetes API answered 422 (invalid) in spec.replicas"
+            ),
+            other => panic!("{other:?}"),
         }
     }
 }
