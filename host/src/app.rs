@@ -33,9 +33,9 @@ use crate::routes::{RouteMatch, Router};
 use crate::runtime_config::{KeyValueStoreConfig, RuntimeConfig};
 use crate::variables::{AppVariables, ComponentVariables, VariablesData};
 
-/// How many instances may exist at once (pooling allocator slots). A request that
-/// chains to another component uses two.
-const MAX_CONCURRENT_INSTANCES: u32 = 256;
+/// How many instances may exist at once by default (pooling allocator slots). A request
+/// that chains to another component uses two.
+pub const DEFAULT_MAX_INSTANCES: u32 = 256;
 /// Linear-memory ceiling per instance.
 const MAX_MEMORY_BYTES: usize = 256 << 20;
 /// Bytes of each reused memory slot zeroed in place (not returned to the OS) between
@@ -54,6 +54,8 @@ pub struct AppOptions {
     pub runtime_config: Option<PathBuf>,
     /// Hard limit for one request, guest time included.
     pub request_timeout: Duration,
+    /// Instances that may run at once; a request that finds none free gets `503`.
+    pub max_instances: u32,
 }
 
 /// One compiled component and the policy it runs under.
@@ -129,7 +131,7 @@ impl App {
             .unwrap_or_else(|| loaded.dir.join(".spin"));
         let stores = Arc::new(open_stores(&runtime_config, &state_dir).await?);
         let tls = TlsConfigs::new(&runtime_config.client_tls)?;
-        let engine = make_engine()?;
+        let engine = make_engine(options.max_instances.max(2))?;
         let linker = make_linker(&engine)?;
         let staging = tempfile::Builder::new()
             .prefix("spin-osb-files-")
@@ -380,14 +382,14 @@ impl Drop for AbortOnDrop {
     }
 }
 
-fn make_engine() -> Result<Engine> {
+fn make_engine(max_instances: u32) -> Result<Engine> {
     let mut pooling = PoolingAllocationConfig::default();
     pooling
-        .total_component_instances(MAX_CONCURRENT_INSTANCES)
-        .total_core_instances(MAX_CONCURRENT_INSTANCES * 4)
-        .total_memories(MAX_CONCURRENT_INSTANCES * 4)
-        .total_tables(MAX_CONCURRENT_INSTANCES * 4)
-        .total_stacks(MAX_CONCURRENT_INSTANCES)
+        .total_component_instances(max_instances)
+        .total_core_instances(max_instances * 4)
+        .total_memories(max_instances * 4)
+        .total_tables(max_instances * 4)
+        .total_stacks(max_instances)
         .max_memory_size(MAX_MEMORY_BYTES)
         .max_memories_per_component(16)
         .max_tables_per_component(16)

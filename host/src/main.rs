@@ -70,6 +70,10 @@ struct UpArgs {
     /// Open connections served at once; one more gets `503` with `Retry-After`.
     #[arg(long = "max-connections", default_value_t = 1024)]
     max_connections: usize,
+    /// Component instances running at once (a chained request uses two); a request that
+    /// finds none free gets `503` with `Retry-After`.
+    #[arg(long = "max-instances", default_value_t = app::DEFAULT_MAX_INSTANCES)]
+    max_instances: u32,
     /// Time a client has to send a request's headers before its connection is closed
     /// (also the idle time allowed between keep-alive requests).
     #[arg(long = "header-read-timeout-secs", default_value_t = 30)]
@@ -107,6 +111,7 @@ fn up(args: UpArgs) -> Result<()> {
             state_dir: args.state_dir,
             runtime_config: args.runtime_config_file,
             request_timeout: Duration::from_secs(args.request_timeout_secs),
+            max_instances: args.max_instances,
         };
         let app = app::App::load(&options).await?;
         let listener = tokio::net::TcpListener::bind(args.listen)

@@ -262,3 +262,38 @@ fn a_looping_or_hoarding_guest_fails_alone() {
         assert_ok(&target);
     }
 }
+
+/// With every instance slot taken (two guests spinning until the deadline, two slots),
+/// a request gets `503` with `Retry-After` at once, never a 500 or a wait; once the
+/// spinning guests are interrupted, requests are served again.
+#[test]
+fn a_full_instance_pool_answers_503_with_retry_after() {
+    let manifest = spin_osb_e2e::repo_root().join("tests/apps/misbehaving/spin.toml");
+    let app = Broker::start_app_with_args(
+        manifest,
+        &["--request-timeout-secs", "4", "--max-instances", "2"],
+    );
+    let target = addr(&app);
+    assert_ok(&target);
+    let spinning = [
+        raw_get_in_background(&target, "/loop"),
+        raw_get_in_background(&target, "/loop"),
+    ];
+    std::thread::sleep(Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    let (answer, _) = raw_get(&target, "/ok");
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a full pool answers at once, it does not queue the request"
+    );
+    for client in spinning {
+        let (answer, _) = client.join().expect("spinning client");
+        assert!(answer.starts_with("HTTP/1.1 504"), "{answer:?}");
+    }
+    assert_ok(&target);
+}
