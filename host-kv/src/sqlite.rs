@@ -11,7 +11,7 @@
 //! processes alike.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rusqlite::types::ValueRef;
@@ -37,12 +37,13 @@ const DELETE: &str = "DELETE FROM spin_key_value WHERE store = ?1 AND key = ?2";
 
 /// One labelled store inside a SQLite file.
 ///
-/// Cloning is cheap and shares the connection. The connection sits behind a mutex; a
-/// statement that would wait (for the mutex, or for another process's lock) waits where
-/// blocking is allowed, never on an async worker (see `SqliteStore::run`).
+/// Cloning is cheap and shares the connection. The connection sits behind an async mutex
+/// (a request waiting for it frees its worker thread); a statement that meets another
+/// process's lock waits where blocking is allowed, never on an async worker (see
+/// `SqliteStore::run`).
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: Arc<tokio::sync::Mutex<Connection>>,
     name: Arc<str>,
 }
 
@@ -89,21 +90,23 @@ impl SqliteStore {
     fn init(conn: Connection, store_name: &str) -> Result<Self, StoreError> {
         conn.execute_batch(SCHEMA).map_err(sql_err)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            conn: Arc::new(tokio::sync::Mutex::new(conn)),
             name: store_name.into(),
         })
     }
 
     /// Runs `f` with the connection and this store's label.
     ///
-    /// On a multi-threaded runtime a statement runs on the request's own thread when it can
-    /// take the connection and SQLite's lock at once, which is nearly always: it takes
-    /// microseconds, and handing it to another thread cost more than the statement (a
-    /// thread wake-up each way; ~10 % of a synchronous provision→deprovision cycle's host
-    /// CPU time, measured side by side). Only a statement that would wait (the connection
-    /// in use on another thread, or another process holding the database lock) is run
-    /// where waiting is allowed: in place with `block_in_place`, which hands this worker's
-    /// other tasks to another thread, or on the blocking pool on a current-thread runtime.
+    /// On a multi-threaded runtime a request waits for the connection asynchronously (its
+    /// worker thread runs other requests meanwhile; blocking it on a mutex left a core
+    /// idle under concurrent load) and then runs the statement on its own thread when
+    /// SQLite's lock is free at once, which is nearly always: it takes microseconds, and
+    /// handing it to another thread cost more than the statement (a thread wake-up each
+    /// way; ~10 % of a synchronous provision→deprovision cycle's host CPU time, measured
+    /// side by side). Only a statement that meets another process's database lock waits
+    /// for it where blocking is allowed: in place with `block_in_place`, which hands this
+    /// worker's other tasks to another thread, or on the blocking pool on a current-thread
+    /// runtime.
     async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -113,28 +116,19 @@ impl SqliteStore {
             handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread
         });
         if multi_thread {
-            if let Ok(mut conn) = self.conn.try_lock() {
-                match without_waiting(&mut conn, |conn| f(conn, &self.name)) {
-                    Err(StoreError::Busy(_)) => {}
-                    done => return done,
+            let mut conn = self.conn.lock().await;
+            return match without_waiting(&mut conn, |conn| f(conn, &self.name)) {
+                Err(StoreError::Busy(_)) => {
+                    tokio::task::block_in_place(|| f(&mut conn, &self.name))
                 }
-            }
+                done => done,
+            };
         }
         let conn = self.conn.clone();
         let name = self.name.clone();
-        let call = move || {
-            // A panic while the lock was held cannot leave a transaction open (it rolls back
-            // on drop), so a poisoned connection is still safe to use.
-            let mut conn = conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            f(&mut conn, &name)
-        };
-        if multi_thread {
-            tokio::task::block_in_place(call)
-        } else {
-            tokio::task::spawn_blocking(call)
-                .await
-                .map_err(|e| StoreError::Backend(format!("sqlite: task failed: {e}")))?
-        }
+        tokio::task::spawn_blocking(move || f(&mut conn.blocking_lock(), &name))
+            .await
+            .map_err(|e| StoreError::Backend(format!("sqlite: task failed: {e}")))?
     }
 }
 

@@ -91,6 +91,10 @@ struct Args {
     /// (spin-osb answers a guest body chunked).
     #[arg(long)]
     native_content_length: bool,
+    /// Another spin-osb binary (e.g. the host before a change) serving the same hello app:
+    /// it and `--host-bin` are measured in alternating rounds and printed side by side.
+    #[arg(long)]
+    baseline_host_bin: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -152,14 +156,30 @@ fn run(args: Args) -> Result<bool> {
 
     // Dropped (host stopped) on every path out of this function, panics included.
     let mut host = HostProcess::start(&host_bin, &app, args.quiet_host, deadline)?;
+    let baseline = match &args.baseline_host_bin {
+        Some(bin) => Some(HostProcess::start(
+            &resolve(bin),
+            &app,
+            args.quiet_host,
+            deadline,
+        )?),
+        None => None,
+    };
     let native_addr = native_rt.block_on(start_native_server(args.native_content_length))?;
 
     let outcome = client_rt.block_on(async {
         tokio::select! {
-            r = bench(&args, native_addr, &host, deadline, cpus) => r,
+            r = async {
+                let results = bench(&args, native_addr, &host, deadline, cpus).await?;
+                if let Some(baseline) = &baseline {
+                    compare_hosts(&args, &host, baseline, deadline).await;
+                }
+                Ok(results)
+            } => r,
             _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted")),
         }
     });
+    drop(baseline);
     client_rt.shutdown_timeout(Duration::from_secs(1));
     native_rt.shutdown_timeout(Duration::from_secs(1));
     let stopped = host.stop();
@@ -314,6 +334,45 @@ async fn bench(
     println!();
     println!("spin-osb host memory after the run: {rss_after}");
     Ok((native, spin))
+}
+
+/// `--host-bin` against `--baseline-host-bin` on the same app: alternating rounds, so a
+/// machine that speeds up or slows down during the run affects both alike.
+async fn compare_hosts(args: &Args, host: &HostProcess, baseline: &HostProcess, deadline: Instant) {
+    const ROUNDS: u64 = 4;
+    let per_round = (args.requests / ROUNDS).max(1);
+    let mut results = [RunResult::default(), RunResult::default()];
+    for _ in 0..ROUNDS {
+        for (result, addr) in results.iter_mut().zip([host.addr, baseline.addr]) {
+            let round = load(addr, per_round, args.concurrency, deadline).await;
+            result.planned += round.planned;
+            result.elapsed += round.elapsed;
+            result.merge(round);
+        }
+    }
+    println!();
+    println!(
+        "host vs baseline host ({ROUNDS} alternating rounds of {per_round} requests, concurrency {})",
+        args.concurrency
+    );
+    for result in &mut results {
+        result.latencies_ns.sort_unstable();
+    }
+    for (name, result) in ["spin-osb", "baseline"].into_iter().zip(&results) {
+        println!(
+            "  {name:<10}{:>11.0} req/s   p50 {:>8.1} µs   p99 {:>8.1} µs   errors {}",
+            result.rps(),
+            result.percentile_us(50.0),
+            result.percentile_us(99.0),
+            result.errors()
+        );
+    }
+    let (new, old) = (&results[0], &results[1]);
+    println!(
+        "  throughput {:+.1} % vs the baseline (p99 {:+.1} %)",
+        (new.rps() / old.rps() - 1.0) * 100.0,
+        (new.percentile_us(99.0) / old.percentile_us(99.0) - 1.0) * 100.0
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -115,7 +115,7 @@ pub fn is_dns_label(name: &str) -> bool {
 
 /// Whether `name` is a DNS subdomain (RFC 1123), what the names of most kinds must be.
 pub fn is_dns_subdomain(name: &str) -> bool {
-    name.len() <= 253 && name.split('.').all(|label| is_dns_label(label))
+    name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
 /// The identity a manifest document declares: `(apiVersion, kind, name, namespace)`.
