@@ -105,14 +105,6 @@ impl OsbError {
     pub fn maintenance_info_conflict(description: impl Into<String>) -> Self {
         Self::new(422, Some("MaintenanceInfoConflict"), description)
     }
-    /// 422 `RequiresApp`.
-    pub fn requires_app() -> Self {
-        Self::new(
-            422,
-            Some("RequiresApp"),
-            "This Service supports generation of credentials through binding an application only.",
-        )
-    }
     /// 422 without a code: the change is not supported.
     pub fn unprocessable(description: impl Into<String>) -> Self {
         Self::new(422, None, description)
@@ -124,12 +116,6 @@ impl OsbError {
     /// 503: a dependency (the key-value store) is unavailable; nothing was changed.
     pub fn unavailable(description: impl Into<String>) -> Self {
         Self::new(503, None, description)
-    }
-
-    /// Marks a failed update/deprovision with `instance_usable`.
-    pub fn with_instance_usable(mut self, usable: bool) -> Self {
-        self.instance_usable = Some(usable);
-        self
     }
 
     /// The JSON response body.

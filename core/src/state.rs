@@ -94,11 +94,6 @@ impl OperationKind {
             OperationKind::Unbind => "unbind",
         }
     }
-
-    /// Whether the operation deletes its resource.
-    pub fn is_deletion(self) -> bool {
-        matches!(self, OperationKind::Deprovision | OperationKind::Unbind)
-    }
 }
 
 /// OSB's `last_operation` states.

@@ -5,12 +5,6 @@
 //! Sections follow the spec: provision, fetch instance, instance `last_operation`, update,
 //! deprovision, bind (and rotation), fetch binding, unbind, binding `last_operation`, then
 //! robustness (store outages, corrupt records, concurrency, crash recovery).
-//!
-//! Regression tests for broker bugs these tests found (fixed in 212b3d5):
-//! `an_identical_provision_during_the_deprovision_of_a_provisioning_instance_is_422_concurrency_error`,
-//! `unbinding_after_a_plan_change_accepts_the_instances_current_plan`,
-//! `a_store_outage_at_any_step_of_a_sync_update_is_recovered_by_retrying`,
-//! `a_resent_rotation_answers_200_after_the_predecessor_is_gone`.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 

@@ -16,7 +16,7 @@ use crate::state::{
     OperationState, OperationSummary, Status, Stored,
 };
 
-use super::{empty, last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
+use super::{accepted, empty, last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
 
 /// How long a synchronous request waits for a concurrent identical one to finish.
 const SYNC_WAIT_MS: u64 = 5_000;
@@ -372,10 +372,7 @@ impl Broker<'_> {
     ) -> Result<OsbResponse, OsbError> {
         let running = stored.value.operation();
         if asynchronous {
-            return Ok(OsbResponse::json(
-                202,
-                serde_json::json!({ "operation": running.id }),
-            ));
+            return Ok(accepted(running));
         }
         // If the request that started it died, this is the platform's retry and finishes
         // the deletion (200); if it is still running, this one is a duplicate, and what it
@@ -515,10 +512,7 @@ fn deleted_concurrently(label: &str) -> OsbError {
 /// The answer to deprovision/unbind once the deletion was started (or repeated).
 fn deletion_response(operation: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     if asynchronous {
-        return Ok(OsbResponse::json(
-            202,
-            serde_json::json!({ "operation": operation.id }),
-        ));
+        return Ok(accepted(operation));
     }
     match operation.state {
         OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),

@@ -15,7 +15,7 @@ use crate::types::{parse_body, require_non_empty, BindRequest};
 use super::advance::StepError;
 use super::instance::remnant_backend;
 use super::plan::ParamsKind;
-use super::{required_query, Broker};
+use super::{accepted, required_query, Broker};
 
 impl Broker<'_> {
     pub(super) async fn bind(
@@ -164,10 +164,7 @@ impl Broker<'_> {
                 format!("service binding {id} is being deleted"),
             )),
             Status::Ready => Ok(OsbResponse::json(200, binding_body(current, false))),
-            Status::Creating if asynchronous => Ok(OsbResponse::json(
-                202,
-                json!({ "operation": current.operation.id }),
-            )),
+            Status::Creating if asynchronous => Ok(accepted(&current.operation)),
             Status::Creating => {
                 let crashed = super::instance::creator_is_gone(&current.operation, self.env.now());
                 let stored = self.drive_binding(key, existing, false, None).await?;
@@ -442,10 +439,7 @@ fn binding_body(record: &BindingRecord, include_parameters: bool) -> Value {
 
 fn bind_response(record: &BindingRecord, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     if asynchronous {
-        return Ok(OsbResponse::json(
-            202,
-            json!({ "operation": record.operation.id }),
-        ));
+        return Ok(accepted(&record.operation));
     }
     match record.operation.state {
         OperationState::Succeeded => Ok(OsbResponse::json(201, binding_body(record, false))),

@@ -17,7 +17,7 @@ use crate::types::{
 };
 
 use super::plan::ParamsKind;
-use super::{empty, required_query, Broker};
+use super::{accepted, empty, required_query, Broker};
 
 impl Broker<'_> {
     pub(super) async fn provision(
@@ -34,15 +34,7 @@ impl Broker<'_> {
         // `context`, but platforms send both and the spec makes the 400 a MUST).
         require_present("organization_guid", body.organization_guid.as_deref())?;
         require_present("space_guid", body.space_guid.as_deref())?;
-        if let Some(requested) = &body.maintenance_info {
-            if plan.maintenance_version.as_deref() != Some(requested.version.as_str()) {
-                return Err(OsbError::maintenance_info_conflict(format!(
-                    "maintenance_info.version {:?} does not match the plan's current version {}; fetch the catalog again",
-                    requested.version,
-                    plan.maintenance_version.as_deref().map(|v| format!("{v:?}")).unwrap_or_else(|| "(none)".into())
-                )));
-            }
-        }
+        plan.check_maintenance_info(body.maintenance_info.as_ref())?;
         let parameters = body.parameters.clone().unwrap_or_default();
         self.check_parameters(&plan, ParamsKind::Provision, &parameters)
             .await?;
@@ -208,13 +200,8 @@ impl Broker<'_> {
             }
         }
         let plan = self.plan(&current.service_id, &target_plan_id)?;
+        plan.check_maintenance_info(body.maintenance_info.as_ref())?;
         let maintenance_info_version = match &body.maintenance_info {
-            Some(requested) if plan.maintenance_version.as_deref() != Some(requested.version.as_str()) => {
-                return Err(OsbError::maintenance_info_conflict(format!(
-                    "maintenance_info.version {:?} does not match the plan's current version; fetch the catalog again",
-                    requested.version
-                )))
-            }
             Some(requested) => Some(requested.version.clone()),
             None if target_plan_id != current.plan_id => plan.maintenance_version.clone(),
             None => current.maintenance_info_version.clone(),
@@ -254,10 +241,7 @@ impl Broker<'_> {
                 let backend = for_plan(&plan.backend, self.services());
                 let asynchronous = accepts_incomplete && backend.is_async(OperationKind::Update);
                 if asynchronous {
-                    return Ok(OsbResponse::json(
-                        202,
-                        json!({ "operation": current.operation.id }),
-                    ));
+                    return Ok(accepted(&current.operation));
                 }
                 // A synchronous update that was interrupted: finish it now.
                 let stored = self.drive_instance(&key, stored, false).await?;
@@ -597,7 +581,7 @@ fn provision_response(
 
 fn update_response(op: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     match op.state {
-        _ if asynchronous => Ok(OsbResponse::json(202, json!({ "operation": op.id }))),
+        _ if asynchronous => Ok(accepted(op)),
         OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
         OperationState::InProgress => Err(OsbError::concurrency(
             "the update is still being applied by a concurrent request",

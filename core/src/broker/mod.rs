@@ -263,6 +263,11 @@ fn required_query<'r>(request: &'r OsbRequest, name: &str) -> Result<&'r str, Os
     }
 }
 
+/// `202 Accepted` with the id the platform polls `last_operation` with.
+fn accepted(operation: &Operation) -> OsbResponse {
+    OsbResponse::json(202, json!({ "operation": operation.id }))
+}
+
 /// `{}` — the body of bodiless successes.
 fn empty() -> Value {
     json!({})

@@ -66,8 +66,30 @@ impl super::Broker<'_> {
     }
 }
 
-/// Request-time rules of a compiled plan: templates, metadata.
+/// Request-time rules of a compiled plan: templates, metadata, maintenance.
 impl CompiledPlan {
+    /// A request's `maintenance_info` must name the plan's current version (the spec
+    /// compares versions only): else 422 `MaintenanceInfoConflict`, so the platform fetches
+    /// the catalog again.
+    pub fn check_maintenance_info(
+        &self,
+        requested: Option<&crate::types::MaintenanceInfo>,
+    ) -> Result<(), OsbError> {
+        match requested {
+            Some(requested) if self.maintenance_version.as_deref() != Some(requested.version.as_str()) => {
+                Err(OsbError::maintenance_info_conflict(format!(
+                    "maintenance_info.version {:?} does not match the plan's current version {}; fetch the catalog again",
+                    requested.version,
+                    self.maintenance_version
+                        .as_deref()
+                        .map(|v| format!("{v:?}"))
+                        .unwrap_or_else(|| "(none)".into())
+                )))
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The template context of an instance of this plan.
     pub fn template_context(
         &self,

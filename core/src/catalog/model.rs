@@ -144,14 +144,6 @@ pub struct MaintenanceInfo {
     pub description: Option<String>,
 }
 
-impl MaintenanceInfo {
-    /// Whether a request's `maintenance_info` names this one: the spec compares versions
-    /// only, the description is for humans.
-    pub fn matches_version(&self, version: &str) -> bool {
-        self.version == version
-    }
-}
-
 /// OSB "Schemas Object".
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

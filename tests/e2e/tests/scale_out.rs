@@ -1,4 +1,4 @@
-//! Scale-out (issue 6): several `spin-osb up` processes on different ports that share one
+//! Scale-out: several `spin-osb up` processes on different ports that share one
 //! Redis as their `default` key-value store behave as one broker.
 //!
 //! * `three_hosts_sharing_redis_behave_as_one_broker` spreads a few hundred OSB requests
