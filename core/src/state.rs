@@ -375,12 +375,46 @@ pub struct BindingRecord {
     pub request_fingerprint: String,
 }
 
-/// Records with an operation (so the history handling is written once).
-pub trait HasOperation {
-    /// The current operation.
+/// How an operation ended.
+pub enum Outcome {
+    /// It succeeded with what the backend produced.
+    Done(Done),
+    /// It failed, with the description users see.
+    Failed(String),
+}
+
+/// What a successful operation produced.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Done {
+    /// Instance data kept for the instance's lifetime (replaces the previous value when set).
+    pub instance_data: Option<Value>,
+    /// Binding credentials (bind only).
+    pub credentials: Option<Value>,
+    /// Binding `endpoints` (bind only).
+    pub endpoints: Option<Value>,
+    /// Final message.
+    pub description: Option<String>,
+}
+
+/// An instance or binding record: a resource with a current operation, its history, and
+/// the state machine that ends operations. The broker drives both through it.
+pub trait Record: Serialize + DeserializeOwned + Clone {
+    /// "service instance X" / "service binding X", for messages.
+    fn label(&self) -> String;
+    /// Its lifecycle state.
+    fn status(&self) -> Status;
+    /// The current (or last) operation.
+    fn operation(&self) -> &Operation;
+    /// See [`Record::operation`].
     fn operation_mut(&mut self) -> &mut Operation;
-    /// The history.
+    /// Older operations, newest last.
+    fn history(&self) -> &[OperationSummary];
+    /// See [`Record::history`].
     fn history_mut(&mut self) -> &mut Vec<OperationSummary>;
+    /// The service and plan whose backend runs the current operation.
+    fn operation_plan(&self) -> (&str, &str);
+    /// Applies the end of the current operation to the record.
+    fn conclude(&mut self, outcome: Outcome);
 
     /// Replaces the current operation, keeping a summary of the old one.
     fn begin(&mut self, operation: Operation) {
@@ -393,21 +427,144 @@ pub trait HasOperation {
     }
 }
 
-impl HasOperation for InstanceRecord {
+impl Record for InstanceRecord {
+    fn label(&self) -> String {
+        format!("service instance {}", self.instance_id)
+    }
+    fn status(&self) -> Status {
+        self.status
+    }
+    fn history(&self) -> &[OperationSummary] {
+        &self.history
+    }
+    fn operation(&self) -> &Operation {
+        &self.operation
+    }
     fn operation_mut(&mut self) -> &mut Operation {
         &mut self.operation
     }
     fn history_mut(&mut self) -> &mut Vec<OperationSummary> {
         &mut self.history
+    }
+    fn operation_plan(&self) -> (&str, &str) {
+        let plan_id = match (&self.operation.update, self.operation.kind) {
+            (Some(update), OperationKind::Update) => &update.plan_id,
+            _ => &self.plan_id,
+        };
+        (&self.service_id, plan_id)
+    }
+
+    fn conclude(&mut self, outcome: Outcome) {
+        let kind = self.operation.kind;
+        match outcome {
+            Outcome::Done(done) => {
+                self.operation.state = OperationState::Succeeded;
+                self.operation.description = done
+                    .description
+                    .or_else(|| Some(default_done(kind).to_string()));
+                if let Some(data) = done.instance_data {
+                    self.backend = data;
+                }
+                match kind {
+                    OperationKind::Provision => self.status = Status::Ready,
+                    OperationKind::Update => {
+                        if let Some(update) = self.operation.update.clone() {
+                            self.plan_id = update.plan_id;
+                            self.parameters = update.parameters;
+                            self.context = update.context;
+                            self.maintenance_info_version = update.maintenance_info_version;
+                        }
+                    }
+                    OperationKind::Deprovision => self.become_tombstone(),
+                    OperationKind::Bind | OperationKind::Unbind => {}
+                }
+            }
+            Outcome::Failed(description) => {
+                self.operation.state = OperationState::Failed;
+                self.operation.description = Some(description);
+                match kind {
+                    OperationKind::Provision => self.status = Status::Failed,
+                    OperationKind::Update => {
+                        self.operation.instance_usable = Some(true);
+                        self.operation.update_repeatable = Some(true);
+                    }
+                    OperationKind::Deprovision => {
+                        self.operation.instance_usable = Some(self.status == Status::Ready)
+                    }
+                    OperationKind::Bind | OperationKind::Unbind => {}
+                }
+            }
+        }
+        self.operation.retry_after = None;
     }
 }
 
-impl HasOperation for BindingRecord {
+impl Record for BindingRecord {
+    fn label(&self) -> String {
+        format!("service binding {}", self.binding_id)
+    }
+    fn status(&self) -> Status {
+        self.status
+    }
+    fn history(&self) -> &[OperationSummary] {
+        &self.history
+    }
+    fn operation(&self) -> &Operation {
+        &self.operation
+    }
     fn operation_mut(&mut self) -> &mut Operation {
         &mut self.operation
     }
     fn history_mut(&mut self) -> &mut Vec<OperationSummary> {
         &mut self.history
+    }
+    fn operation_plan(&self) -> (&str, &str) {
+        (&self.service_id, &self.plan_id)
+    }
+
+    fn conclude(&mut self, outcome: Outcome) {
+        let kind = self.operation.kind;
+        match outcome {
+            Outcome::Done(done) => {
+                self.operation.state = OperationState::Succeeded;
+                self.operation.description = done
+                    .description
+                    .or_else(|| Some(default_done(kind).to_string()));
+                match kind {
+                    OperationKind::Bind => {
+                        self.status = Status::Ready;
+                        self.credentials = done.credentials;
+                        if let Some(endpoints) = done.endpoints {
+                            self.backend["endpoints"] = endpoints;
+                        }
+                        if let Some(data) = done.instance_data {
+                            self.backend["data"] = data;
+                        }
+                    }
+                    OperationKind::Unbind => self.become_tombstone(),
+                    _ => {}
+                }
+            }
+            Outcome::Failed(description) => {
+                self.operation.state = OperationState::Failed;
+                self.operation.description = Some(description);
+                if kind == OperationKind::Bind {
+                    self.status = Status::Failed;
+                }
+            }
+        }
+        self.operation.retry_after = None;
+    }
+}
+
+/// The description of a successful operation whose backend gave none.
+fn default_done(kind: OperationKind) -> &'static str {
+    match kind {
+        OperationKind::Provision => "provisioned",
+        OperationKind::Update => "updated",
+        OperationKind::Deprovision => "deprovisioned",
+        OperationKind::Bind => "bound",
+        OperationKind::Unbind => "unbound",
     }
 }
 

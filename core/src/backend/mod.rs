@@ -97,18 +97,7 @@ pub enum Step {
     },
 }
 
-/// What a successful operation produced.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Done {
-    /// Instance data kept for the instance's lifetime (replaces the previous value when set).
-    pub instance_data: Option<Value>,
-    /// Binding credentials (bind only).
-    pub credentials: Option<Value>,
-    /// Binding `endpoints` (bind only).
-    pub endpoints: Option<Value>,
-    /// Final message.
-    pub description: Option<String>,
-}
+pub use crate::state::Done;
 
 /// A backend failure.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -5,15 +5,12 @@
 //! crashed holder's lease simply expires. The backend's answer is persisted with another
 //! CAS before anyone is told about it.
 
-use serde::de::DeserializeOwned;
-use serde::Serialize;
-
-use crate::backend::{BackendError, Done, Step};
+use crate::backend::{BackendError, Step};
 use crate::error::OsbError;
 use crate::http::OsbResponse;
 use crate::state::{
-    read, replace, BindingRecord, HasOperation, InstanceRecord, Operation, OperationKind,
-    OperationState, OperationSummary, Status, Stored,
+    read, replace, Operation, OperationKind, OperationState, OperationSummary, Outcome, Record,
+    Status, Stored,
 };
 
 use super::{accepted, empty, last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
@@ -21,12 +18,6 @@ use super::{accepted, empty, last_operation_response, Broker, DEFAULT_RETRY_AFTE
 /// How long a synchronous request waits for a concurrent identical one to finish.
 const SYNC_WAIT_MS: u64 = 5_000;
 const SYNC_POLL_MS: u64 = 50;
-
-/// How an operation ended.
-pub(super) enum Outcome {
-    Done(Done),
-    Failed(String),
-}
 
 /// Why a step could not be taken.
 pub(super) enum StepError {
@@ -43,137 +34,6 @@ impl From<BackendError> for StepError {
     }
 }
 
-/// A record whose operation [`Broker::advance`] can drive.
-pub(super) trait Resource: Serialize + DeserializeOwned + Clone + HasOperation {
-    /// "service instance X" / "service binding X", for messages.
-    fn label(&self) -> String;
-    fn status(&self) -> Status;
-    fn history(&self) -> &[OperationSummary];
-    fn operation(&self) -> &Operation;
-    /// The service and plan whose backend runs the current operation.
-    fn operation_plan(&self) -> (&str, &str);
-    /// Applies the end of the current operation to the record.
-    fn conclude(&mut self, outcome: Outcome);
-}
-
-impl Resource for InstanceRecord {
-    fn label(&self) -> String {
-        format!("service instance {}", self.instance_id)
-    }
-    fn status(&self) -> Status {
-        self.status
-    }
-    fn history(&self) -> &[OperationSummary] {
-        &self.history
-    }
-    fn operation(&self) -> &Operation {
-        &self.operation
-    }
-    fn operation_plan(&self) -> (&str, &str) {
-        let plan_id = match (&self.operation.update, self.operation.kind) {
-            (Some(update), OperationKind::Update) => &update.plan_id,
-            _ => &self.plan_id,
-        };
-        (&self.service_id, plan_id)
-    }
-
-    fn conclude(&mut self, outcome: Outcome) {
-        let kind = self.operation.kind;
-        match outcome {
-            Outcome::Done(done) => {
-                self.operation.state = OperationState::Succeeded;
-                self.operation.description = done
-                    .description
-                    .or_else(|| Some(default_done(kind).to_string()));
-                if let Some(data) = done.instance_data {
-                    self.backend = data;
-                }
-                match kind {
-                    OperationKind::Provision => self.status = Status::Ready,
-                    OperationKind::Update => {
-                        if let Some(update) = self.operation.update.clone() {
-                            self.plan_id = update.plan_id;
-                            self.parameters = update.parameters;
-                            self.context = update.context;
-                            self.maintenance_info_version = update.maintenance_info_version;
-                        }
-                    }
-                    OperationKind::Deprovision => self.become_tombstone(),
-                    OperationKind::Bind | OperationKind::Unbind => {}
-                }
-            }
-            Outcome::Failed(description) => {
-                self.operation.state = OperationState::Failed;
-                self.operation.description = Some(description);
-                match kind {
-                    OperationKind::Provision => self.status = Status::Failed,
-                    OperationKind::Update => {
-                        self.operation.instance_usable = Some(true);
-                        self.operation.update_repeatable = Some(true);
-                    }
-                    OperationKind::Deprovision => {
-                        self.operation.instance_usable = Some(self.status == Status::Ready)
-                    }
-                    OperationKind::Bind | OperationKind::Unbind => {}
-                }
-            }
-        }
-        self.operation.retry_after = None;
-    }
-}
-
-impl Resource for BindingRecord {
-    fn label(&self) -> String {
-        format!("service binding {}", self.binding_id)
-    }
-    fn status(&self) -> Status {
-        self.status
-    }
-    fn history(&self) -> &[OperationSummary] {
-        &self.history
-    }
-    fn operation(&self) -> &Operation {
-        &self.operation
-    }
-    fn operation_plan(&self) -> (&str, &str) {
-        (&self.service_id, &self.plan_id)
-    }
-
-    fn conclude(&mut self, outcome: Outcome) {
-        let kind = self.operation.kind;
-        match outcome {
-            Outcome::Done(done) => {
-                self.operation.state = OperationState::Succeeded;
-                self.operation.description = done
-                    .description
-                    .or_else(|| Some(default_done(kind).to_string()));
-                match kind {
-                    OperationKind::Bind => {
-                        self.status = Status::Ready;
-                        self.credentials = done.credentials;
-                        if let Some(endpoints) = done.endpoints {
-                            self.backend["endpoints"] = endpoints;
-                        }
-                        if let Some(data) = done.instance_data {
-                            self.backend["data"] = data;
-                        }
-                    }
-                    OperationKind::Unbind => self.become_tombstone(),
-                    _ => {}
-                }
-            }
-            Outcome::Failed(description) => {
-                self.operation.state = OperationState::Failed;
-                self.operation.description = Some(description);
-                if kind == OperationKind::Bind {
-                    self.status = Status::Failed;
-                }
-            }
-        }
-        self.operation.retry_after = None;
-    }
-}
-
 /// `Retry-After` after `failures` transient failures in a row: 5, 10, 20, 40, 60, 60 … s.
 fn transient_backoff(failures: u32) -> u64 {
     let exponent = failures.saturating_sub(1).min(6);
@@ -182,16 +42,6 @@ fn transient_backoff(failures: u32) -> u64 {
 
 /// The longest interval suggested while a backend is unreachable.
 const MAX_TRANSIENT_RETRY_AFTER: u64 = 60;
-
-fn default_done(kind: OperationKind) -> &'static str {
-    match kind {
-        OperationKind::Provision => "provisioned",
-        OperationKind::Update => "updated",
-        OperationKind::Deprovision => "deprovisioned",
-        OperationKind::Bind => "bound",
-        OperationKind::Unbind => "unbound",
-    }
-}
 
 impl Broker<'_> {
     /// Advances the in-progress operation of the record at `key` by one backend step and
@@ -202,7 +52,7 @@ impl Broker<'_> {
     /// record ([`crate::catalog::Backend::steps_are_local`]): such a step is taken straight
     /// from what was read and written with one compare-and-swap, and a concurrent step of
     /// the same operation simply loses that swap.
-    pub(super) async fn advance<R: Resource>(
+    pub(super) async fn advance<R: Record>(
         &self,
         key: &str,
         mut stored: Stored<R>,
@@ -309,7 +159,7 @@ impl Broker<'_> {
     /// is still running in another request, answer 410 once it finished (or 422 if it has
     /// not yet). A deletion whose request died is finished by the next one, which answers 200.
     #[allow(clippy::too_many_arguments)]
-    pub(super) async fn delete<R: Resource>(
+    pub(super) async fn delete<R: Record>(
         &self,
         key: &str,
         stored: Stored<R>,
@@ -363,7 +213,7 @@ impl Broker<'_> {
     }
 
     /// A deletion request that found the same deletion already running.
-    async fn delete_again<R: Resource>(
+    async fn delete_again<R: Record>(
         &self,
         key: &str,
         stored: Stored<R>,
@@ -390,7 +240,7 @@ impl Broker<'_> {
 
     /// A deletion request whose write lost to another request's: it answers for what that
     /// request did.
-    async fn lost_deletion<R: Resource>(
+    async fn lost_deletion<R: Record>(
         &self,
         key: &str,
         current: Stored<R>,
@@ -413,7 +263,7 @@ impl Broker<'_> {
 
     /// The record with whatever runs on it replaced by a deletion (`kind`): an unfinished
     /// creation is cancelled (its id then polls as failed).
-    fn deletion_of<R: Resource>(
+    fn deletion_of<R: Record>(
         &self,
         current: &R,
         kind: OperationKind,
@@ -432,7 +282,7 @@ impl Broker<'_> {
     /// `last_operation` for the record at `key`: 410 once deleted (or when a deletion's
     /// id is polled after the record is gone), the history for superseded operation ids,
     /// otherwise one step forward with `advance` and the current state.
-    pub(super) async fn poll<R: Resource>(
+    pub(super) async fn poll<R: Record>(
         &self,
         key: &str,
         label: &str,
@@ -463,7 +313,7 @@ impl Broker<'_> {
     /// For synchronous plans: advances the operation and, while a concurrent request holds
     /// it, waits for that request to finish (synchronous steps are short), so identical
     /// concurrent requests all get the final answer instead of a ConcurrencyError.
-    pub(super) async fn finish_sync<R: Resource>(
+    pub(super) async fn finish_sync<R: Record>(
         &self,
         key: &str,
         mut stored: Stored<R>,
@@ -481,7 +331,7 @@ impl Broker<'_> {
         }
     }
 
-    fn reread<R: Resource>(&self, key: &str) -> Result<Stored<R>, OsbError> {
+    fn reread<R: Record>(&self, key: &str) -> Result<Stored<R>, OsbError> {
         read(self.kv, key)?.ok_or_else(|| OsbError::internal(format!("record {key} disappeared")))
     }
 }

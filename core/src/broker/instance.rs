@@ -2,14 +2,14 @@
 
 use serde_json::{json, Value};
 
-use super::advance::{Resource, StepError};
+use super::advance::StepError;
 use crate::backend::{for_plan, BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
 use crate::state::{
-    create, fingerprint, instance_key, read, replace, Created, HasOperation, InstanceMetadata,
-    InstanceRecord, Operation, OperationKind, OperationState, PendingUpdate, Status, Stored,
+    create, fingerprint, instance_key, read, replace, Created, InstanceMetadata, InstanceRecord,
+    Operation, OperationKind, OperationState, PendingUpdate, Record, Status, Stored,
     SCHEMA_VERSION,
 };
 use crate::types::{
