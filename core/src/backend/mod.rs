@@ -10,7 +10,7 @@
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::catalog::{Backend, CompiledPlan};
+use crate::catalog::Backend;
 use crate::kv::Kv;
 use crate::outbound::{Config, Outbound};
 use crate::state::{BindingRecord, InstanceRecord, OperationKind};
@@ -38,9 +38,10 @@ pub struct StepInput<'a> {
     pub kind: OperationKind,
     /// The instance (for updates: as it is before the update).
     pub instance: &'a InstanceRecord,
-    /// The plan being applied (for updates: the target plan); `None` when the instance's
-    /// plan has left the catalog, where only deletions run (on what the records kept).
-    pub plan: Option<&'a CompiledPlan>,
+    /// The template context of the step, built by the broker from the plan being applied
+    /// (for updates: the target plan); `None` when the instance's plan has left the
+    /// catalog, where only deletions run (on what the records kept).
+    pub template: Option<TemplateContext>,
     /// Parameters the operation applies (for updates: merged new parameters).
     pub parameters: &'a Map<String, Value>,
     /// Context the operation applies.
@@ -57,21 +58,13 @@ pub struct StepInput<'a> {
 }
 
 impl StepInput<'_> {
-    /// The template context of this step: the instance's (with the plan being applied),
-    /// plus `binding_id` and `instance_parameters` when the step is for a binding.
+    /// The template context of this step (see [`StepInput::template`]).
     pub fn template_context(&self) -> Result<TemplateContext, BackendError> {
-        let plan = self.plan.ok_or_else(|| {
+        self.template.clone().ok_or_else(|| {
             BackendError::Permanent(format!(
                 "the plan of service instance {} is no longer in the catalog",
                 self.instance.instance_id
             ))
-        })?;
-        let ctx = plan.template_context(self.instance, self.parameters, self.context);
-        Ok(match self.binding {
-            Some(binding) => ctx
-                .with_binding(&binding.binding_id)
-                .with_instance_parameters(Value::Object(self.instance.parameters.clone())),
-            None => ctx,
         })
     }
 }

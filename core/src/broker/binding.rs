@@ -392,7 +392,14 @@ impl Broker<'_> {
             let input = StepInput {
                 kind: binding.operation.kind,
                 instance: &instance,
-                plan: plan.as_deref(),
+                template: plan.as_deref().map(|plan| {
+                    plan.step_template_context(
+                        &instance,
+                        &binding.parameters,
+                        &binding.context,
+                        Some(binding),
+                    )
+                }),
                 parameters: &binding.parameters,
                 context: &binding.context,
                 binding: Some(binding),

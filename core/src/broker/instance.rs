@@ -492,7 +492,9 @@ impl Broker<'_> {
             let input = StepInput {
                 kind: operation.kind,
                 instance: record,
-                plan: plan.as_deref(),
+                template: plan
+                    .as_deref()
+                    .map(|plan| plan.step_template_context(record, parameters, context, None)),
                 parameters,
                 context,
                 binding: None,

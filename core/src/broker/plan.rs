@@ -5,7 +5,7 @@ use serde_json::{json, Map, Value};
 
 use crate::catalog::CompiledPlan;
 use crate::error::OsbError;
-use crate::state::InstanceRecord;
+use crate::state::{BindingRecord, InstanceRecord};
 use crate::template::{SecretSeed, TemplateContext};
 
 /// Which parameters are being validated.
@@ -105,6 +105,24 @@ impl CompiledPlan {
         .with_plan(&self.plan_id, &self.plan_name)
         .with_parameters(Value::Object(parameters.clone()))
         .with_context(legacy_context(instance, context))
+    }
+
+    /// The template context of a backend step under this plan: the instance's, plus
+    /// `binding_id` and `instance_parameters` when the step is for a binding.
+    pub fn step_template_context(
+        &self,
+        instance: &InstanceRecord,
+        parameters: &Map<String, Value>,
+        context: &Value,
+        binding: Option<&BindingRecord>,
+    ) -> TemplateContext {
+        let ctx = self.template_context(instance, parameters, context);
+        match binding {
+            Some(binding) => ctx
+                .with_binding(&binding.binding_id)
+                .with_instance_parameters(Value::Object(instance.parameters.clone())),
+            None => ctx,
+        }
     }
 
     /// Renders the plan's dashboard URL template for a new instance.
