@@ -7,6 +7,7 @@ pub mod broker;
 pub mod catalog;
 pub mod env;
 pub mod error;
+pub mod expiry;
 pub mod gateway;
 pub mod http;
 pub mod kv;

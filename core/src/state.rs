@@ -294,6 +294,10 @@ pub struct InstanceRecord {
     pub backend: Value,
     /// What the platform sent at provision (for idempotent repeats).
     pub request_fingerprint: String,
+    /// Set on a tombstone whose time to live has passed while it is being removed
+    /// ([`crate::expiry`]): a creation of the same id waits instead of replacing it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expiring: bool,
 }
 
 impl InstanceRecord {
@@ -373,6 +377,9 @@ pub struct BindingRecord {
     pub backend: Value,
     /// What the platform sent (for idempotent repeats).
     pub request_fingerprint: String,
+    /// See [`InstanceRecord::expiring`].
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub expiring: bool,
 }
 
 /// How an operation ended.
@@ -789,6 +796,16 @@ pub fn create_after_read<T: Serialize + DeserializeOwned + Clone>(
             return Ok(Created::Existing(existing));
         }
     }
+}
+
+/// Makes the claims of `key` free again once its record is gone for good (see
+/// [`crate::expiry`]): the next creation of the id claims a generation nobody has used.
+/// The claim keys themselves stay: deleting them could let two creators own one claim.
+pub fn release_claims(kv: &dyn Kv, key: &str) -> Result<(), OsbError> {
+    let first_free = format!("{key}/claim/first-free");
+    let next = read_generation(kv, &first_free)? + 1;
+    kv.set(&first_free, next.to_string().as_bytes())?;
+    Ok(())
 }
 
 /// The claim generation recorded under `key` (0 when none or unreadable).

@@ -304,7 +304,7 @@ impl World<MemoryKv> {
         self.kv
             .keys()
             .into_iter()
-            .filter(|k| !k.contains("/claim/"))
+            .filter(|k| !k.contains("/claim/") && !k.starts_with("osb/v1/expiry/"))
             .collect()
     }
 
@@ -2515,36 +2515,37 @@ fn a_creation_claim_left_by_a_crashed_request_is_taken_over() {
 }
 
 #[test]
-fn finished_lifecycles_leave_small_tombstones_with_nothing_secret_in_them() {
+fn finished_lifecycles_leave_small_tombstones_that_expire_after_a_day() {
     let w = world();
     let lifecycles = 1_000;
-    for i in 0..lifecycles {
-        let iid = format!("instance-{i:05}");
+    let lifecycle = |iid: &str| {
         let mut body = provision_body(SYNC);
         body["parameters"] = json!({ "size": 2 });
-        expect(w.put(&iid, body, false), 201);
-        expect(w.bind(&iid, "binding-1", SYNC), 201);
-        expect(w.unbind(&iid, "binding-1", SYNC), 200);
-        expect(w.deprovision(&iid, SYNC), 200);
+        expect(w.put(iid, body, false), 201);
+        expect(w.bind(iid, "binding-1", SYNC), 201);
+        expect(w.unbind(iid, "binding-1", SYNC), 200);
+        expect(w.deprovision(iid, SYNC), 200);
+    };
+    let bytes_of = |prefix: &str| -> usize {
+        w.kv.keys()
+            .iter()
+            .filter(|k| k.contains(prefix) || (prefix.is_empty()))
+            .map(|k| k.len() + w.kv.get(k).unwrap().map_or(0, |v| v.len()))
+            .sum()
+    };
+    for i in 0..lifecycles {
+        lifecycle(&format!("old-{i:05}"));
     }
-    let keys = w.kv.keys();
-    let bytes: usize = keys
-        .iter()
-        .map(|k| k.len() + w.kv.get(k).unwrap().map_or(0, |v| v.len()))
-        .sum();
-    let per_lifecycle = bytes / lifecycles;
-    println!(
-        "{per_lifecycle} bytes stored per finished lifecycle ({} keys)",
-        keys.len()
-    );
+    let per_lifecycle = bytes_of("") / lifecycles;
+    println!("{per_lifecycle} bytes stored per finished lifecycle before expiry");
     assert!(
-        per_lifecycle <= 1_500,
+        per_lifecycle <= 1_600,
         "{per_lifecycle} bytes stored per finished provision/bind/unbind/deprovision"
     );
     let tombstone = |key: &str| -> Value {
         serde_json::from_slice(&w.kv.get(key).unwrap().expect("a tombstone")).unwrap()
     };
-    let instance = tombstone(&instance_key("instance-00000"));
+    let instance = tombstone(&instance_key("old-00000"));
     assert_eq!(instance["status"], "deleted", "{instance}");
     for secret_or_private in ["seed", "parameters", "context", "backend", "dashboard_url"] {
         let value = &instance[secret_or_private];
@@ -2553,7 +2554,7 @@ fn finished_lifecycles_leave_small_tombstones_with_nothing_secret_in_them() {
             "the tombstone keeps {secret_or_private}: {instance}"
         );
     }
-    let binding = tombstone(&binding_key("instance-00000", "binding-1"));
+    let binding = tombstone(&binding_key("old-00000", "binding-1"));
     for secret_or_private in [
         "credentials",
         "parameters",
@@ -2568,8 +2569,54 @@ fn finished_lifecycles_leave_small_tombstones_with_nothing_secret_in_them() {
         );
     }
     // A late poll and a repeated deletion still get their 410.
-    expect(w.deprovision("instance-00000", SYNC), 410);
-    expect(w.unbind("instance-00000", "binding-1", SYNC), 410);
+    expect(w.deprovision("old-00000", SYNC), 410);
+    expect(w.unbind("old-00000", "binding-1", SYNC), 410);
+
+    // A day later, the deletions of a new day expire the old tombstones as they go.
+    w.env
+        .advance(spin_osb_core::expiry::TOMBSTONE_TTL_SECONDS + 3_600);
+    for i in 0..lifecycles {
+        lifecycle(&format!("new-{i:05}"));
+    }
+    assert!(
+        w.kv.get(&instance_key("old-00000")).unwrap().is_none()
+            && w.kv.get(&instance_key("old-00999")).unwrap().is_none()
+            && w.kv
+                .get(&binding_key("old-00999", "binding-1"))
+                .unwrap()
+                .is_none(),
+        "old tombstones expired"
+    );
+    let left = bytes_of("/old-") / lifecycles;
+    println!("{left} bytes left per expired lifecycle (claim counters)");
+    assert!(left <= 300, "{left} bytes left per expired lifecycle");
+    let ledger =
+        w.kv.keys()
+            .iter()
+            .filter(|k| k.starts_with("osb/v1/expiry/"))
+            .count();
+    assert!(
+        ledger <= 2 * lifecycles + 4,
+        "only this day's ledger is left: {ledger} keys"
+    );
+    // The expired ids are free again, without waiting for their old claims.
+    expect(w.provision("old-00000", SYNC), 201);
+    expect(w.bind("old-00000", "binding-1", SYNC), 201);
+}
+
+#[test]
+fn a_tombstone_being_expired_is_not_replaced_by_a_new_provision() {
+    let w = world();
+    expect(w.provision("i1", SYNC), 201);
+    expect(w.deprovision("i1", SYNC), 200);
+    let key = instance_key("i1");
+    let mut tombstone: Value = serde_json::from_slice(&w.kv.get(&key).unwrap().unwrap()).unwrap();
+    tombstone["expiring"] = json!(true);
+    w.write_record(&key, &tombstone);
+    let refused = expect(w.provision("i1", SYNC), 422);
+    assert_eq!(error_of(&refused), Some("ConcurrencyError"));
+    let still: Value = serde_json::from_slice(&w.kv.get(&key).unwrap().unwrap()).unwrap();
+    assert_eq!(still["status"], "deleted", "{still}");
 }
 
 #[test]
@@ -3009,7 +3056,7 @@ fn a_sync_credentials_lifecycle_makes_the_fewest_store_calls() {
     ];
     assert_eq!(
         counts,
-        [4, 5, 3, 2],
+        [4, 5, 5, 4],
         "store calls of provision, bind, unbind, deprovision"
     );
 }

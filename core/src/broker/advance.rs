@@ -187,6 +187,9 @@ impl Broker<'_> {
             )));
         }
         let deletion = self.deletion_of(&stored.value, kind, deadline_after)?;
+        // Into the expiry ledger before the tombstone can exist: a ledger entry without a
+        // tombstone is skipped by the sweep, a tombstone without one would stay forever.
+        let sweep = crate::expiry::note_deletion(self.kv, self.env, key)?;
         let (service_id, plan_id) = deletion.operation_plan();
         let started = if !asynchronous && self.steps_are_local(service_id, plan_id) {
             // Nothing outside the record to delete: the deletion and its outcome are one write.
@@ -204,12 +207,24 @@ impl Broker<'_> {
         };
         let ours = started.value.operation().id.clone();
         let stored = drive(key, started, asynchronous).await?;
+        if sweep {
+            self.expire_tombstones();
+        }
         if stored.value.operation().id != ours {
             return self
                 .lost_deletion(key, stored, kind, asynchronous, &drive)
                 .await;
         }
         deletion_response(stored.value.operation(), asynchronous)
+    }
+
+    /// One batch of [`crate::expiry::sweep`]; its failure is only logged (the next sweep
+    /// goes on), never the deletion's.
+    fn expire_tombstones(&self) {
+        if let Err(error) = crate::expiry::sweep(self.kv, self.env) {
+            self.env
+                .log(&format!("tombstone expiry: {}", error.description));
+        }
     }
 
     /// A deletion request that found the same deletion already running.

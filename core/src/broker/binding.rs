@@ -123,11 +123,17 @@ impl Broker<'_> {
             history: Vec::new(),
             backend: json!({}),
             request_fingerprint,
+            expiring: false,
         };
         let stored = match create_after_read(self.kv, self.env, &key, &record, seen)? {
             Created::New(stored) => stored,
             Created::Existing(existing) if existing.value.status == Status::Deleted => {
-                replace(self.kv, self.env, &key, &existing, &record)?.ok_or_else(|| {
+                let replaced = if existing.value.expiring {
+                    None
+                } else {
+                    replace(self.kv, self.env, &key, &existing, &record)?
+                };
+                replaced.ok_or_else(|| {
                     OsbError::concurrency(format!(
                         "another request for binding {binding_id} is in progress"
                     ))

@@ -75,6 +75,7 @@ impl Broker<'_> {
             history: Vec::new(),
             backend: Value::Null,
             request_fingerprint,
+            expiring: false,
         };
         record.dashboard_url = plan.render_dashboard_url(&record)?;
         record.metadata = plan.instance_metadata(&record);
@@ -83,8 +84,14 @@ impl Broker<'_> {
         let stored = match create(self.kv, self.env, &key, &record)? {
             Created::New(stored) => stored,
             Created::Existing(existing) if existing.value.status == Status::Deleted => {
-                // The id was used before and deprovisioned: start afresh over the tombstone.
-                replace(self.kv, self.env, &key, &existing, &record)?.ok_or_else(|| {
+                // The id was used before and deprovisioned: start afresh over the tombstone
+                // (unless it is being removed for good right now).
+                let replaced = if existing.value.expiring {
+                    None
+                } else {
+                    replace(self.kv, self.env, &key, &existing, &record)?
+                };
+                replaced.ok_or_else(|| {
                     OsbError::concurrency(format!(
                         "another request for instance {instance_id} is in progress"
                     ))

@@ -1,0 +1,157 @@
+//! Tombstone expiry without anything running between requests.
+//!
+//! A deleted instance or binding stays as a tombstone (see
+//! [`crate::state::InstanceRecord::become_tombstone`]) so late polls and repeated deletions
+//! get `410 Gone`, and so no late writer can bring the record back. After
+//! [`TOMBSTONE_TTL_SECONDS`] nobody needs it any more. Each deletion writes its key into an
+//! hourly ledger (two store calls); every `SWEEP_EVERY`th deletion of an hour also expires
+//! up to `SWEEP_BATCH` ledger entries of hours past the time to live, so expiry keeps pace
+//! with deletions and costs no request more than one batch.
+//!
+//! Expiring a tombstone is race-free on every store: it is first marked `expiring` with a
+//! compare-and-swap (a new provision or bind of the same id that replaced the tombstone in
+//! the meantime wins, and nothing is expired), creators refuse to replace a marked
+//! tombstone, and only then is the key deleted. The claim keys of the id stay (a few bytes);
+//! its next free claim generation is recorded, so a later creation of the same id claims at
+//! once.
+
+use serde_json::Value;
+
+use crate::env::Env;
+use crate::error::OsbError;
+use crate::kv::Kv;
+use crate::state::{read, release_claims, replace};
+
+/// How long a tombstone is kept after its deletion started.
+pub const TOMBSTONE_TTL_SECONDS: u64 = 86_400;
+/// The ledger's bucket: deletions of one hour.
+const BUCKET_SECONDS: u64 = 3_600;
+/// Every this many deletions of an hour, one request sweeps.
+const SWEEP_EVERY: i64 = 16;
+/// Ledger entries one sweep handles at most: twice the deletions between sweeps, so
+/// expiry catches up after a backlog.
+const SWEEP_BATCH: u64 = 32;
+/// How far back a first sweep starts looking (the ledger's first bucket is not recorded).
+const LOOKBACK_BUCKETS: u64 = 24 * 7;
+/// Empty buckets one sweep walks past at most (one read each).
+const MAX_EMPTY_BUCKETS_PER_SWEEP: u64 = LOOKBACK_BUCKETS + 24;
+/// Where the sweep is: `{"bucket": …, "next": …}` (the next ledger entry to expire).
+const CURSOR: &str = "osb/v1/expiry/cursor";
+
+fn count_key(bucket: u64) -> String {
+    format!("osb/v1/expiry/{bucket}/n")
+}
+
+fn entry_key(bucket: u64, entry: u64) -> String {
+    format!("osb/v1/expiry/{bucket}/{entry}")
+}
+
+/// Writes `key` into the ledger as being deleted now. `Ok(true)` when this request should
+/// also [`sweep`] (every `SWEEP_EVERY`th deletion of the hour).
+pub fn note_deletion(kv: &dyn Kv, env: &dyn Env, key: &str) -> Result<bool, OsbError> {
+    let bucket = env.now() / BUCKET_SECONDS;
+    let entry = kv.increment(&count_key(bucket), 1)?;
+    kv.set(&entry_key(bucket, entry.max(0) as u64), key.as_bytes())?;
+    Ok(entry % SWEEP_EVERY == 0)
+}
+
+/// Expires up to `SWEEP_BATCH` tombstones whose hour is past the time to live. Returns
+/// how many keys it removed; a store error stops the batch (the next sweep goes on).
+pub fn sweep(kv: &dyn Kv, env: &dyn Env) -> Result<usize, OsbError> {
+    let due_before = env.now().saturating_sub(TOMBSTONE_TTL_SECONDS) / BUCKET_SECONDS;
+    let stored_cursor = read::<Value>(kv, CURSOR)?;
+    let (mut bucket, mut next) = stored_cursor
+        .as_ref()
+        .and_then(|c| parse_cursor(&c.value))
+        .unwrap_or((due_before.saturating_sub(LOOKBACK_BUCKETS), 1));
+    let mut skipped = 0;
+    // Walk past buckets with nothing (left) to expire; `last < first` when none is due.
+    let (first, last) = loop {
+        if bucket >= due_before || skipped >= MAX_EMPTY_BUCKETS_PER_SWEEP {
+            break (next, next - 1);
+        }
+        let count = read_count(kv, &count_key(bucket))?;
+        if next <= count {
+            break (next, count.min(next + SWEEP_BATCH - 1));
+        }
+        if count > 0 {
+            kv.delete(&count_key(bucket))?;
+        }
+        bucket += 1;
+        next = 1;
+        skipped += 1;
+    };
+    if last < first && skipped == 0 && stored_cursor.is_some() {
+        return Ok(0);
+    }
+    // Move the cursor past the range (or the empty buckets walked): of concurrent sweepers
+    // exactly one does, and only that one expires the range.
+    let cursor = serde_json::json!({ "bucket": bucket, "next": last + 1 });
+    let taken = match &stored_cursor {
+        Some(stored) => replace(kv, env, CURSOR, stored, &cursor)?.is_some(),
+        None => crate::state::create(kv, env, CURSOR, &cursor)
+            .map(|c| matches!(c, crate::state::Created::New(_)))?,
+    };
+    if !taken || last < first {
+        return Ok(0);
+    }
+    let cutoff = env.now().saturating_sub(TOMBSTONE_TTL_SECONDS);
+    let mut removed = 0;
+    for entry in first..=last {
+        let ledger = entry_key(bucket, entry);
+        if let Some(key) = kv.get(&ledger)?.and_then(|k| String::from_utf8(k).ok()) {
+            removed += expire(kv, env, &key, cutoff)?;
+        }
+        kv.delete(&ledger)?;
+    }
+    Ok(removed)
+}
+
+/// Removes the tombstone at `key` if it is one and its deletion started before `cutoff`.
+fn expire(kv: &dyn Kv, env: &dyn Env, key: &str, cutoff: u64) -> Result<usize, OsbError> {
+    let Some(stored) = read::<Value>(kv, key)? else {
+        return Ok(0);
+    };
+    let record = &stored.value;
+    let deleted = record.get("status").and_then(Value::as_str) == Some("deleted");
+    let started = record
+        .pointer("/operation/started_at")
+        .and_then(Value::as_u64)
+        .unwrap_or(u64::MAX);
+    if !deleted || started > cutoff {
+        return Ok(0);
+    }
+    let mut marked = record.clone();
+    marked["expiring"] = Value::Bool(true);
+    if replace(kv, env, key, &stored, &marked)?.is_none() {
+        // Replaced by a new provision or bind of the same id: not a tombstone any more.
+        return Ok(0);
+    }
+    release_claims(kv, key)?;
+    kv.delete(key)?;
+    Ok(1)
+}
+
+fn parse_cursor(value: &Value) -> Option<(u64, u64)> {
+    Some((value.get("bucket")?.as_u64()?, value.get("next")?.as_u64()?))
+}
+
+fn read_count(kv: &dyn Kv, key: &str) -> Result<u64, OsbError> {
+    Ok(kv
+        .get(key)?
+        .and_then(|bytes| parse_counter(&bytes))
+        .unwrap_or(0))
+}
+
+/// A counter as `increment` left it: decimal text (our stores, Redis) or 8 little-endian
+/// bytes (Spin's SQLite store).
+fn parse_counter(bytes: &[u8]) -> Option<u64> {
+    if let Some(n) = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+    {
+        return u64::try_from(n).ok();
+    }
+    let bytes: [u8; 8] = bytes.try_into().ok()?;
+    u64::try_from(i64::from_le_bytes(bytes)).ok()
+}
