@@ -385,9 +385,11 @@ fn a_task_that_errors_fails_the_operation_briefly_and_logs_the_directors_result(
         !description.contains("/var/vcap") && !description.contains(&s.sim.base_url()),
         "users see no raw director output or address: {description}"
     );
-    assert!(
-        s.broker.output.text().contains(result),
-        "operators find the director's result in the log"
+    // Output reaches the log a moment after the answer that produced it.
+    eventually(
+        "the director's result in the log",
+        Duration::from_secs(10),
+        || s.broker.output.text().contains(result).then_some(()),
     );
     deprovisioned(&s, &plan, &iid);
 }
@@ -415,9 +417,10 @@ fn errand_output_client_names_and_addresses_stay_out_of_descriptions() {
     let description = failed.json["description"].as_str().unwrap_or_default();
     assert!(description.contains("exit code 1"), "{description}");
     assert!(!description.contains("hunter2"), "{description}");
-    assert!(
-        s.broker.output.text().contains("hunter2"),
-        "the log has the errand's output"
+    eventually(
+        "the errand's output in the log",
+        Duration::from_secs(10),
+        || s.broker.output.text().contains("hunter2").then_some(()),
     );
     s.sim.set_errand("smoke-tests", ErrandBehaviour::default());
     deprovisioned(&s, &plan, &iid);
@@ -441,9 +444,10 @@ fn errand_output_client_names_and_addresses_stay_out_of_descriptions() {
         !description.contains(&address) && !description.contains(CLIENT),
         "{description}"
     );
-    assert!(
-        s.broker.output.text().contains(&address),
-        "the log names the director"
+    eventually(
+        "the director's address in the log",
+        Duration::from_secs(10),
+        || s.broker.output.text().contains(&address).then_some(()),
     );
     s.sim.come_up().expect("up again");
     let done = s.broker.wait_instance_operation(&iid, &op);
