@@ -292,8 +292,13 @@ fn a_full_instance_pool_answers_503_with_retry_after() {
         "a full pool answers at once, it does not queue the request"
     );
     for client in spinning {
+        // Interrupted at the deadline: 504 from the host's timer, or 500 when the guest's
+        // epoch deadline traps first.
         let (answer, _) = client.join().expect("spinning client");
-        assert!(answer.starts_with("HTTP/1.1 504"), "{answer:?}");
+        assert!(
+            answer.starts_with("HTTP/1.1 504") || answer.starts_with("HTTP/1.1 500"),
+            "{answer:?}"
+        );
     }
     assert_ok(&target);
 }
