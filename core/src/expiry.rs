@@ -14,13 +14,19 @@
 //! tombstone, and only then is the key deleted. The claim keys of the id stay (a few bytes);
 //! its next free claim generation is recorded, so a later creation of the same id claims at
 //! once.
+//!
+//! Bindings go with their instance: each new binding is written into its instance's binding
+//! index ([`note_binding`], two store calls), and expiring an instance's tombstone first
+//! deletes every binding the index names, also those a platform never unbound (the spec
+//! makes unbinding first the platform's duty, but a broker must not keep credentials of a
+//! deleted instance for ever). No binding can be created meanwhile: the instance is gone.
 
 use serde_json::Value;
 
 use crate::env::Env;
 use crate::error::OsbError;
 use crate::kv::Kv;
-use crate::state::{read, release_claims, replace};
+use crate::state::{binding_key, instance_key, read, release_claims, replace};
 
 /// How long a tombstone is kept after its deletion started.
 pub const TOMBSTONE_TTL_SECONDS: u64 = 86_400;
@@ -35,6 +41,8 @@ const SWEEP_BATCH: u64 = 32;
 const LOOKBACK_BUCKETS: u64 = 24 * 7;
 /// Empty buckets one sweep walks past at most (one read each).
 const MAX_EMPTY_BUCKETS_PER_SWEEP: u64 = LOOKBACK_BUCKETS + 24;
+/// Bindings one expiry deletes at most; an instance with more is finished by later sweeps.
+const BINDINGS_PER_EXPIRY: u64 = 64;
 /// Where the sweep is: `{"bucket": …, "next": …}` (the next ledger entry to expire).
 const CURSOR: &str = "osb/v1/expiry/cursor";
 
@@ -44,6 +52,26 @@ fn count_key(bucket: u64) -> String {
 
 fn entry_key(bucket: u64, entry: u64) -> String {
     format!("osb/v1/expiry/{bucket}/{entry}")
+}
+
+fn binding_count_key(instance_id: &str) -> String {
+    format!("{}/binding-index/n", instance_key(instance_id))
+}
+
+fn binding_entry_key(instance_id: &str, entry: u64) -> String {
+    format!("{}/binding-index/{entry}", instance_key(instance_id))
+}
+
+/// Writes `binding_id` into the index of `instance_id`'s bindings, before the binding's
+/// record is created (an entry whose record never appears costs the expiry one read; a
+/// record without an entry would never be deleted).
+pub fn note_binding(kv: &dyn Kv, instance_id: &str, binding_id: &str) -> Result<(), OsbError> {
+    let entry = kv.increment(&binding_count_key(instance_id), 1)?;
+    kv.set(
+        &binding_entry_key(instance_id, entry.max(0) as u64),
+        binding_id.as_bytes(),
+    )?;
+    Ok(())
 }
 
 /// Writes `key` into the ledger as being deleted now. `Ok(true)` when this request should
@@ -100,15 +128,23 @@ pub fn sweep(kv: &dyn Kv, env: &dyn Env) -> Result<usize, OsbError> {
     for entry in first..=last {
         let ledger = entry_key(bucket, entry);
         if let Some(key) = kv.get(&ledger)?.and_then(|k| String::from_utf8(k).ok()) {
-            removed += expire(kv, env, &key, cutoff)?;
+            removed += expire(kv, env, &key, cutoff, bucket)?;
         }
         kv.delete(&ledger)?;
     }
     Ok(removed)
 }
 
-/// Removes the tombstone at `key` if it is one and its deletion started before `cutoff`.
-fn expire(kv: &dyn Kv, env: &dyn Env, key: &str, cutoff: u64) -> Result<usize, OsbError> {
+/// Removes the tombstone at `key` if it is one and its deletion started before `cutoff`
+/// (an instance's with its bindings). `bucket` is the ledger bucket being swept, where an
+/// instance with too many bindings for one request is put back to be finished next.
+fn expire(
+    kv: &dyn Kv,
+    env: &dyn Env,
+    key: &str,
+    cutoff: u64,
+    bucket: u64,
+) -> Result<usize, OsbError> {
     let Some(stored) = read::<Value>(kv, key)? else {
         return Ok(0);
     };
@@ -127,9 +163,49 @@ fn expire(kv: &dyn Kv, env: &dyn Env, key: &str, cutoff: u64) -> Result<usize, O
         // Replaced by a new provision or bind of the same id: not a tombstone any more.
         return Ok(0);
     }
+    if let Some(instance_id) = record
+        .get("instance_id")
+        .and_then(Value::as_str)
+        .filter(|id| key == instance_key(id))
+    {
+        if !expire_bindings(kv, instance_id)? {
+            // Marked, so no creator replaces it meanwhile; the next sweep goes on.
+            let entry = kv.increment(&count_key(bucket), 1)?;
+            kv.set(&entry_key(bucket, entry.max(0) as u64), key.as_bytes())?;
+            return Ok(0);
+        }
+    }
     release_claims(kv, key)?;
     kv.delete(key)?;
     Ok(1)
+}
+
+/// Deletes up to `BINDINGS_PER_EXPIRY` of the bindings indexed for `instance_id`, last
+/// first. `Ok(true)` when none is left (and the index is gone).
+fn expire_bindings(kv: &dyn Kv, instance_id: &str) -> Result<bool, OsbError> {
+    let count_key = binding_count_key(instance_id);
+    let count = read_count(kv, &count_key)?;
+    let stop = count.saturating_sub(BINDINGS_PER_EXPIRY);
+    for entry in (stop + 1..=count).rev() {
+        let entry_key = binding_entry_key(instance_id, entry);
+        if let Some(binding_id) = kv.get(&entry_key)?.and_then(|b| String::from_utf8(b).ok()) {
+            let key = binding_key(instance_id, &binding_id);
+            if kv.get(&key)?.is_some() {
+                release_claims(kv, &key)?;
+                kv.delete(&key)?;
+            }
+        }
+        kv.delete(&entry_key)?;
+    }
+    if stop > 0 {
+        // Nobody increments the index of a deleted instance: the count can be rewritten.
+        kv.set(&count_key, stop.to_string().as_bytes())?;
+        return Ok(false);
+    }
+    if count > 0 {
+        kv.delete(&count_key)?;
+    }
+    Ok(true)
 }
 
 fn parse_cursor(value: &Value) -> Option<(u64, u64)> {

@@ -7,6 +7,7 @@
 //! |---------------------------------------|-----------------------------------------|
 //! | `osb/v1/instance/{iid}`               | [`InstanceRecord`] as JSON              |
 //! | `osb/v1/instance/{iid}/claim/g{n}`    | creation claim counter (generation n)   |
+//! | `osb/v1/instance/{iid}/binding-index/{k}` | k-th binding id created ([`crate::expiry`]) |
 //! | `osb/v1/binding/{iid}/{bid}`          | [`BindingRecord`] as JSON               |
 //! | `osb/v1/binding/{iid}/{bid}/claim/g{n}` | creation claim counter                |
 //!

@@ -125,6 +125,9 @@ impl Broker<'_> {
             request_fingerprint,
             expiring: false,
         };
+        if seen.is_none() {
+            crate::expiry::note_binding(self.kv, instance_id, binding_id)?;
+        }
         let stored = match create_after_read(self.kv, self.env, &key, &record, seen)? {
             Created::New(stored) => stored,
             Created::Existing(existing) if existing.value.status == Status::Deleted => {

@@ -300,12 +300,16 @@ impl World<MemoryKv> {
             .unwrap();
     }
 
-    /// Record keys (claim counters left out).
+    /// Record keys (claim counters and indexes left out).
     fn record_keys(&self) -> Vec<String> {
         self.kv
             .keys()
             .into_iter()
-            .filter(|k| !k.contains("/claim/") && !k.starts_with("osb/v1/expiry/"))
+            .filter(|k| {
+                !k.contains("/claim/")
+                    && !k.contains("/binding-index/")
+                    && !k.starts_with("osb/v1/expiry/")
+            })
             .collect()
     }
 

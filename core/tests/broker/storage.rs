@@ -27,7 +27,7 @@ fn finished_lifecycles_leave_small_tombstones_that_expire_after_a_day() {
     let per_lifecycle = bytes_of("") / lifecycles;
     println!("{per_lifecycle} bytes stored per finished lifecycle before expiry");
     assert!(
-        per_lifecycle <= 1_600,
+        per_lifecycle <= 1_700,
         "{per_lifecycle} bytes stored per finished provision/bind/unbind/deprovision"
     );
     let tombstone = |key: &str| -> Value {
@@ -90,6 +90,45 @@ fn finished_lifecycles_leave_small_tombstones_that_expire_after_a_day() {
     // The expired ids are free again, without waiting for their old claims.
     expect(w.provision("old-00000", SYNC), 201);
     expect(w.bind("old-00000", "binding-1", SYNC), 201);
+}
+
+#[test]
+fn bindings_never_unbound_are_deleted_with_their_instance() {
+    let w = world();
+    // A platform that deprovisions without unbinding first, one instance with more bindings
+    // than one sweep deletes.
+    expect(w.provision("i1", SYNC), 201);
+    for b in 0..100 {
+        expect(w.bind("i1", &format!("b{b:03}"), SYNC), 201);
+    }
+    expect(w.unbind("i1", "b000", SYNC), 200);
+    expect(w.provision("i2", SYNC), 201);
+    expect(w.bind("i2", "kept", SYNC), 201);
+    expect(w.deprovision("i1", SYNC), 200);
+    // No credentials of a deleted instance are served.
+    expect(w.fetch_binding("i1", "b050"), 404);
+
+    w.env
+        .advance(spin_osb_core::expiry::TOMBSTONE_TTL_SECONDS + 3_600);
+    // Deletions of the new day sweep the old ledger as they go.
+    for i in 0..64 {
+        let iid = format!("new-{i:03}");
+        expect(w.provision(&iid, SYNC), 201);
+        expect(w.deprovision(&iid, SYNC), 200);
+    }
+    let left: Vec<String> =
+        w.kv.keys()
+            .into_iter()
+            .filter(|k| k.contains("/i1/") && !k.contains("/claim/"))
+            .chain(w.kv.keys().into_iter().filter(|k| k == &instance_key("i1")))
+            .collect();
+    assert!(left.is_empty(), "left of i1: {left:?}");
+    // The other instance and its binding are untouched.
+    expect(w.fetch("i2"), 200);
+    expect(w.fetch_binding("i2", "kept"), 200);
+    // The ids are free again.
+    expect(w.provision("i1", SYNC), 201);
+    expect(w.bind("i1", "b050", SYNC), 201);
 }
 
 #[test]
@@ -193,7 +232,7 @@ fn a_sync_credentials_lifecycle_makes_the_fewest_store_calls() {
     ];
     assert_eq!(
         counts,
-        [4, 5, 5, 4],
+        [4, 7, 5, 4],
         "store calls of provision, bind, unbind, deprovision"
     );
 }

@@ -1483,9 +1483,21 @@ fn verify_redis(redis: &RedisServer, instances: &[InstanceExpect], bindings: &[B
     let mut problems = Vec::new();
     let mut claims: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
     let mut caches = 0;
+    // Binding keys named by the instances' binding indexes (see core/src/expiry.rs).
+    let mut indexed: BTreeSet<String> = BTreeSet::new();
     for (key, value) in &store {
         if key.starts_with("osb/v1/expiry/") {
             // The tombstone expiry ledger and its cursor (see core/src/expiry.rs).
+            continue;
+        }
+        if let Some((instance, entry)) = key.split_once("/binding-index/") {
+            let iid = instance.trim_start_matches("osb/v1/instance/");
+            if !expected.contains_key(instance) {
+                problems.push(format!("binding index {key} of an unknown instance"));
+            }
+            if entry != "n" {
+                indexed.insert(binding_key(iid, &String::from_utf8_lossy(value)));
+            }
             continue;
         }
         if let Some((record, generation)) = key.split_once("/claim/") {
@@ -1535,6 +1547,11 @@ fn verify_redis(redis: &RedisServer, instances: &[InstanceExpect], bindings: &[B
         }
         if !claims.contains_key(key) {
             problems.push(format!("record {key} has no claim counter"));
+        }
+        if key.starts_with("osb/v1/binding/") && !indexed.contains(key) {
+            problems.push(format!(
+                "binding {key} is missing from its instance's index"
+            ));
         }
     }
     let takeovers: Vec<String> = claims
@@ -1938,7 +1955,7 @@ fn outage_under_load(redis: &mut RedisServer, hosts: &[Broker], sync: &Plan) {
     let store = redis.snapshot();
     let mut problems = Vec::new();
     for (key, value) in &store {
-        if key.contains("/claim/") {
+        if key.contains("/claim/") || key.contains("/binding-index/") {
             continue;
         }
         if !key.starts_with("osb/v1/") {
