@@ -11,9 +11,8 @@
 //! Expiring a tombstone is race-free on every store: it is first marked `expiring` with a
 //! compare-and-swap (a new provision or bind of the same id that replaced the tombstone in
 //! the meantime wins, and nothing is expired), creators refuse to replace a marked
-//! tombstone, and only then is the key deleted. The claim keys of the id stay (a few bytes);
-//! its next free claim generation is recorded, so a later creation of the same id claims at
-//! once.
+//! tombstone, then its creation claims are deleted ([`crate::state::delete_claims`]), and
+//! only then the key itself: nothing of the id is left, and its next creation starts afresh.
 //!
 //! Bindings go with their instance: each new binding is written into its instance's binding
 //! index ([`note_binding`], two store calls), and expiring an instance's tombstone first
@@ -26,7 +25,7 @@ use serde_json::Value;
 use crate::env::Env;
 use crate::error::OsbError;
 use crate::kv::Kv;
-use crate::state::{binding_key, instance_key, read, release_claims, replace};
+use crate::state::{binding_key, delete_claims, instance_key, read, replace};
 
 /// How long a tombstone is kept after its deletion started.
 pub const TOMBSTONE_TTL_SECONDS: u64 = 86_400;
@@ -175,7 +174,7 @@ fn expire(
             return Ok(0);
         }
     }
-    release_claims(kv, key)?;
+    delete_claims(kv, key)?;
     kv.delete(key)?;
     Ok(1)
 }
@@ -191,7 +190,7 @@ fn expire_bindings(kv: &dyn Kv, instance_id: &str) -> Result<bool, OsbError> {
         if let Some(binding_id) = kv.get(&entry_key)?.and_then(|b| String::from_utf8(b).ok()) {
             let key = binding_key(instance_id, &binding_id);
             if kv.get(&key)?.is_some() {
-                release_claims(kv, &key)?;
+                delete_claims(kv, &key)?;
                 kv.delete(&key)?;
             }
         }

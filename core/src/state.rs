@@ -799,13 +799,26 @@ pub fn create_after_read<T: Serialize + DeserializeOwned + Clone>(
     }
 }
 
-/// Makes the claims of `key` free again once its record is gone for good (see
-/// [`crate::expiry`]): the next creation of the id claims a generation nobody has used.
-/// The claim keys themselves stay: deleting them could let two creators own one claim.
-pub fn release_claims(kv: &dyn Kv, key: &str) -> Result<(), OsbError> {
-    let first_free = format!("{key}/claim/first-free");
-    let next = read_generation(kv, &first_free)? + 1;
-    kv.set(&first_free, next.to_string().as_bytes())?;
+/// Deletes the creation claims of `key` while its record is a tombstone about to be deleted
+/// for good (see [`crate::expiry`]), so the next creation of the id starts afresh at
+/// generation 0. Safe only then: the record has existed for longer than any creation can
+/// take, so no creator that found it absent is still running, and a creator that finds the
+/// marked tombstone does not claim. (While a record is live its claim counters must stay:
+/// on Spin's SQLite store a swap on a missing key is an upsert, so the counter is what makes
+/// creation exclusive.)
+pub fn delete_claims(kv: &dyn Kv, key: &str) -> Result<(), OsbError> {
+    // Generations are claimed in order, so the used ones are g0, g1, … up to the first gap.
+    let mut generation = 0;
+    loop {
+        let claim = format!("{key}/claim/g{generation}");
+        if kv.get(&claim)?.is_none() {
+            break;
+        }
+        kv.delete(&claim)?;
+        generation += 1;
+    }
+    // Recorded after a takeover (also one whose request ended before claiming again).
+    kv.delete(&format!("{key}/claim/first-free"))?;
     Ok(())
 }
 
