@@ -100,24 +100,31 @@ impl TemplateError {
 
 /// Which variables a template may use, so that the catalog can refuse at load time a
 /// template that would fail on every request (a dashboard URL cannot use `binding_id`).
+/// Backends add their own variables with [`Scope::with`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scope {
-    /// Rendered for a service instance (provision, update, dashboard URL).
-    Instance,
-    /// Rendered for a service binding: everything of [`Scope::Instance`] plus `binding_id`
-    /// and `instance_parameters`.
-    Binding,
-    /// A binding template that also reads live objects: [`Scope::Binding`] plus `sources`
-    /// (the Kubernetes backend's binding credentials).
-    BindingWithSources,
-    /// A BOSH deployment manifest: [`Scope::Instance`] plus `deployment_name`.
-    BoshInstance,
-    /// BOSH binding credentials: [`Scope::Binding`] plus `deployment_name` and `instances`
-    /// (IP addresses per instance group).
-    BoshBinding,
+pub struct Scope {
+    binding: bool,
+    extra: &'static [&'static str],
 }
 
 impl Scope {
+    /// Rendered for a service instance (provision, update, dashboard URL).
+    pub const INSTANCE: Scope = Scope {
+        binding: false,
+        extra: &[],
+    };
+    /// Rendered for a service binding: everything of [`Scope::INSTANCE`] plus `binding_id`
+    /// and `instance_parameters`.
+    pub const BINDING: Scope = Scope {
+        binding: true,
+        extra: &[],
+    };
+
+    /// This scope plus the variables a backend puts into its templates' context.
+    pub const fn with(self, extra: &'static [&'static str]) -> Scope {
+        Scope { extra, ..self }
+    }
+
     fn variables(self) -> Vec<&'static str> {
         /// What every template sees.
         const INSTANCE: &[&str] = &[
@@ -133,16 +140,11 @@ impl Scope {
             "uuid",
         ];
         const BINDING: &[&str] = &["binding_id", "instance_parameters"];
-        let extra: &[&[&str]] = match self {
-            Scope::Instance => &[],
-            Scope::Binding => &[BINDING],
-            Scope::BindingWithSources => &[BINDING, &["sources"]],
-            Scope::BoshInstance => &[&["deployment_name"]],
-            Scope::BoshBinding => &[BINDING, &["deployment_name", "instances"]],
-        };
+        let binding: &[&str] = if self.binding { BINDING } else { &[] };
         INSTANCE
             .iter()
-            .chain(extra.iter().flat_map(|names| names.iter()))
+            .chain(binding)
+            .chain(self.extra)
             .copied()
             .collect()
     }
@@ -1019,25 +1021,25 @@ mod tests {
 
     #[test]
     fn check_refuses_a_syntax_error_with_its_line() {
-        let error = check_template("ok\n{{ unclosed", Scope::Instance).unwrap_err();
+        let error = check_template("ok\n{{ unclosed", Scope::INSTANCE).unwrap_err();
         assert!(error.to_string().contains("syntax error"), "{error}");
         assert!(error.to_string().contains("line 2"), "{error}");
     }
 
     #[test]
     fn check_refuses_variables_outside_the_scope() {
-        let error = check_template("{{ binding_id }}", Scope::Instance).unwrap_err();
+        let error = check_template("{{ binding_id }}", Scope::INSTANCE).unwrap_err();
         assert!(error.to_string().contains("`binding_id`"), "{error}");
-        assert!(check_template("{{ binding_id }}", Scope::Binding).is_ok());
-        let error = check_template("{{ instance_idd }}", Scope::Binding).unwrap_err();
+        assert!(check_template("{{ binding_id }}", Scope::BINDING).is_ok());
+        let error = check_template("{{ instance_idd }}", Scope::BINDING).unwrap_err();
         assert!(error.to_string().contains("`instance_idd`"), "{error}");
     }
 
     #[test]
     fn check_accepts_globals_loops_and_set() {
         let source = "{% set n = 1 %}{% for i in range(3) %}{{ i }}{% endfor %}{{ n }}{{ secret('a') | b64encode }}{{ uuid('b') | urlencode }}";
-        check_template(source, Scope::Instance).unwrap();
-        check_manifest(source, Scope::Instance).unwrap();
+        check_template(source, Scope::INSTANCE).unwrap();
+        check_manifest(source, Scope::INSTANCE).unwrap();
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use spin_osb_core::catalog::{Backend, Catalog, CatalogError};
+use spin_osb_core::catalog::{Catalog, CatalogError, PlanBackend};
 use spin_osb_core::template::SecretSeed;
 
 fn cases_dir() -> PathBuf {
@@ -105,7 +105,7 @@ fn the_default_catalog_loads() {
     assert!(sync.binding_create_schema().is_some());
 
     let asynchronous = catalog.plan(&service.id, &service.plans[1].id).unwrap();
-    let Backend::Credentials(config) = asynchronous.backend() else {
+    let PlanBackend::Credentials(config) = asynchronous.backend() else {
         panic!("the async plan is a credentials plan")
     };
     assert!(config.asynchronous);
@@ -118,7 +118,7 @@ fn the_default_catalog_renders_credentials_and_dashboard_url() {
     let catalog = Catalog::load_dir(default_catalog_dir()).unwrap();
     let service = &catalog.services()[0];
     let plan = catalog.plan(&service.id, &service.plans[0].id).unwrap();
-    let Backend::Credentials(config) = plan.backend() else {
+    let PlanBackend::Credentials(config) = plan.backend() else {
         panic!("a credentials plan")
     };
     let seed = SecretSeed::new([7u8; 32]);

@@ -4,13 +4,20 @@
 //! (or continue) this operation" with a [`Step`]. Each call gets the operation's previous
 //! backend state (`null` on the first call) and returns the next one, which the broker
 //! persists before answering — so an operation survives any crash, and each
-//! `last_operation` poll advances it by one step. Backends are selected per plan by
-//! [`for_plan`]; a new backend is a variant there, not a change to the OSB layer.
+//! `last_operation` poll advances it by one step.
+//!
+//! A backend is a module here with two parts: its configuration (the plan's `backend:`
+//! mapping, implementing [`BackendConfig`]: how the catalog reads and checks it) and its
+//! runtime (implementing [`Backend`]: the steps). [`registry`] lists the backends; it is
+//! the only place that names them all.
+
+use std::fmt::Debug;
 
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::catalog::Backend;
+use crate::catalog::{PlanView, Problems};
 use crate::kv::Kv;
 use crate::outbound::{Config, Outbound};
 use crate::state::{BindingRecord, InstanceRecord, OperationKind};
@@ -19,6 +26,70 @@ use crate::template::TemplateContext;
 pub mod bosh;
 pub mod credentials;
 pub mod kubernetes;
+pub mod registry;
+
+pub use registry::{AnyBackend, PlanBackend};
+
+/// A backend's operations for one request.
+// Components are single-threaded and the core's tests drive futures on one thread: no
+// caller needs the futures to be `Send`.
+#[allow(async_fn_in_trait)]
+pub trait Backend {
+    /// Whether `kind` completes only asynchronously (requires `accepts_incomplete`).
+    fn is_async(&self, kind: OperationKind) -> bool;
+
+    /// Why a new operation of `kind` on the instance cannot start now (answered with 422
+    /// ConcurrencyError before anything is stored), if the backend knows of a reason.
+    async fn busy(&self, _kind: OperationKind, _instance_id: &str, _now: u64) -> Option<String> {
+        None
+    }
+
+    /// Starts or continues an operation.
+    async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError>;
+}
+
+/// A plan's `backend:` configuration of one backend type: what the catalog reads, checks
+/// and compiles, and what makes the backend for a request.
+pub trait BackendConfig:
+    Debug + Clone + PartialEq + Default + Serialize + DeserializeOwned + Send + Sync + 'static
+{
+    /// The backend this configures.
+    type Backend<'a>: Backend
+    where
+        Self: 'a;
+
+    /// The backend for one request. `Default::default()` is the configuration used to
+    /// delete what an instance of a plan that has left the catalog still owns: the backend
+    /// must then work from what the instance record kept.
+    fn backend<'a>(&'a self, services: Services<'a>) -> Self::Backend<'a>;
+
+    /// Checks at load time beyond the YAML's shape (templates, cross-field rules); `path`
+    /// is the path of the plan's `backend` field.
+    fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>);
+
+    /// The plan's `dashboard_url` template (instance scope), if any.
+    fn dashboard_url(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether a step touches nothing outside the record it returns: its steps can then run
+    /// without a lease (two at once compute the same kind of answer and only one
+    /// compare-and-swap lands), which saves a store round trip per step.
+    fn steps_are_local(&self) -> bool {
+        false
+    }
+
+    /// How long an operation may run when the plan sets no `maximum_polling_duration`:
+    /// backends that wait on an external system must still end every operation.
+    fn default_deadline_seconds(&self) -> Option<u64> {
+        None
+    }
+
+    /// What is valid but risky, for `catalog check` (one sentence each, naming the field).
+    fn warnings(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
 
 /// What backends may use besides their plan's configuration: outbound HTTP, the
 /// deployment's variables (API URLs, tokens) and the store (for caches).
@@ -111,54 +182,4 @@ pub(crate) fn resume<T: DeserializeOwned + Default>(state: &Value) -> Result<T, 
     }
     serde_json::from_value(state.clone())
         .map_err(|e| BackendError::Permanent(format!("unreadable operation state: {e}")))
-}
-
-/// The backend of one plan.
-pub enum AnyBackend<'a> {
-    /// No external system: credentials from templates.
-    Credentials(credentials::Credentials<'a>),
-    /// Objects in a Kubernetes cluster.
-    Kubernetes(kubernetes::Kubernetes<'a>),
-    /// A BOSH deployment.
-    Bosh(bosh::Bosh<'a>),
-}
-
-/// Picks the backend declared by the plan's `backend.type`.
-pub fn for_plan<'a>(config: &'a Backend, services: Services<'a>) -> AnyBackend<'a> {
-    match config {
-        Backend::Credentials(c) => AnyBackend::Credentials(credentials::Credentials::new(c)),
-        Backend::Kubernetes(c) => AnyBackend::Kubernetes(kubernetes::Kubernetes::new(c, services)),
-        Backend::Bosh(c) => AnyBackend::Bosh(bosh::Bosh::new(c, services)),
-    }
-}
-
-impl AnyBackend<'_> {
-    /// Whether `kind` completes only asynchronously (requires `accepts_incomplete`).
-    pub fn is_async(&self, kind: OperationKind) -> bool {
-        match self {
-            AnyBackend::Credentials(b) => b.is_async(kind),
-            AnyBackend::Kubernetes(b) => b.is_async(kind),
-            AnyBackend::Bosh(b) => b.is_async(kind),
-        }
-    }
-
-    /// Why a new operation on the instance cannot start now (answered with 422
-    /// ConcurrencyError before anything is stored), if the backend knows of a reason.
-    pub async fn busy(&self, kind: OperationKind, instance_id: &str, now: u64) -> Option<String> {
-        match (self, kind) {
-            (AnyBackend::Bosh(b), OperationKind::Provision | OperationKind::Update) => {
-                b.busy(instance_id, now).await
-            }
-            _ => None,
-        }
-    }
-
-    /// Starts or continues an operation.
-    pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
-        match self {
-            AnyBackend::Credentials(b) => b.step(input),
-            AnyBackend::Kubernetes(b) => b.step(input).await,
-            AnyBackend::Bosh(b) => b.step(input).await,
-        }
-    }
 }

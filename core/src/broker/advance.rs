@@ -49,7 +49,7 @@ impl Broker<'_> {
     /// whose operation another caller is advancing, are returned unchanged.
     ///
     /// A step runs under a lease unless the record's backend touches nothing outside the
-    /// record ([`crate::catalog::Backend::steps_are_local`]): such a step is taken straight
+    /// record ([`crate::catalog::PlanBackend::steps_are_local`]): such a step is taken straight
     /// from what was read and written with one compare-and-swap, and a concurrent step of
     /// the same operation simply loses that swap.
     pub(super) async fn advance<R: Record>(

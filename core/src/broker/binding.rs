@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::backend::{for_plan, BackendError, StepInput};
+use crate::backend::{BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::{validate_id, OsbRequest, OsbResponse};
 use crate::state::{
@@ -58,7 +58,7 @@ impl Broker<'_> {
             "bind_resource": bind_resource,
             "predecessor_binding_id": body.predecessor_binding_id,
         }));
-        let backend = for_plan(&plan.backend, self.services());
+        let backend = plan.backend.backend(self.services());
         let is_async = backend.is_async(OperationKind::Bind);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -242,7 +242,7 @@ impl Broker<'_> {
                 (backend, backend.default_deadline_seconds())
             }
         };
-        let backend = for_plan(plan_backend, self.services());
+        let backend = plan_backend.backend(self.services());
         let is_async = backend.is_async(OperationKind::Unbind);
         let instance = std::cell::Cell::new(instance);
         self.delete(
@@ -416,7 +416,7 @@ impl Broker<'_> {
                 operation_id: &binding.operation.id,
                 now: self.env.now(),
             };
-            Ok(for_plan(plan_backend, self.services()).step(&input).await?)
+            Ok(plan_backend.backend(self.services()).step(&input).await?)
         })
         .await
     }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 
 use super::advance::StepError;
-use crate::backend::{for_plan, BackendError, StepInput};
+use crate::backend::{BackendError, StepInput};
 use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
@@ -38,7 +38,7 @@ impl Broker<'_> {
         let parameters = body.parameters.clone().unwrap_or_default();
         self.check_parameters(&plan, ParamsKind::Provision, &parameters)
             .await?;
-        let backend = for_plan(&plan.backend, self.services());
+        let backend = plan.backend.backend(self.services());
         let is_async = backend.is_async(OperationKind::Provision);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -245,7 +245,7 @@ impl Broker<'_> {
                     .as_ref()
                     .is_some_and(|u| u.request_fingerprint == request_fingerprint);
             if same {
-                let backend = for_plan(&plan.backend, self.services());
+                let backend = plan.backend.backend(self.services());
                 let asynchronous = accepts_incomplete && backend.is_async(OperationKind::Update);
                 if asynchronous {
                     return Ok(accepted(&current.operation));
@@ -276,7 +276,7 @@ impl Broker<'_> {
             return Ok(OsbResponse::json(200, empty()));
         }
 
-        let backend = for_plan(&plan.backend, self.services());
+        let backend = plan.backend.backend(self.services());
         let is_async = backend.is_async(OperationKind::Update);
         if is_async && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -356,7 +356,7 @@ impl Broker<'_> {
                 (backend, backend.default_deadline_seconds())
             }
         };
-        let backend = for_plan(plan_backend, self.services());
+        let backend = plan_backend.backend(self.services());
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
@@ -509,7 +509,7 @@ impl Broker<'_> {
                 operation_id: &operation.id,
                 now: self.env.now(),
             };
-            Ok(for_plan(backend, self.services()).step(&input).await?)
+            Ok(backend.backend(self.services()).step(&input).await?)
         })
         .await
     }
@@ -517,14 +517,16 @@ impl Broker<'_> {
 
 /// The backend an instance was provisioned with (recorded in its metadata), configured
 /// only to delete: for instances whose plan has left the catalog.
-pub(super) fn remnant_backend(record: &InstanceRecord) -> Option<&'static crate::catalog::Backend> {
+pub(super) fn remnant_backend(
+    record: &InstanceRecord,
+) -> Option<&'static crate::catalog::PlanBackend> {
     let type_name = record
         .metadata
         .attributes
         .get("backend")
         .and_then(Value::as_str)
         .unwrap_or("credentials");
-    crate::catalog::Backend::remnant(type_name)
+    crate::catalog::PlanBackend::remnant(type_name)
 }
 
 /// `dashboard_url` and `metadata`, the fields shared by provision and fetch responses.

@@ -222,7 +222,7 @@ impl Broker<'_> {
     }
 
     /// Whether steps on the plan's backend may run without a lease (see
-    /// [`crate::catalog::Backend::steps_are_local`]); a plan that has left the catalog, or a
+    /// [`crate::catalog::PlanBackend::steps_are_local`]); a plan that has left the catalog, or a
     /// catalog that cannot be read, takes the lease.
     pub(crate) fn steps_are_local(&self, service_id: &str, plan_id: &str) -> bool {
         self.known_plan(service_id, plan_id)

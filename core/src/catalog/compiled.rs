@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::backend::Backend;
 use super::model::BindingLifetime;
+use super::PlanBackend;
 
 /// The layout version of the compiled directory. A component reads exactly this version;
 /// bump it whenever the meaning or shape of any compiled file changes.
@@ -100,7 +100,7 @@ pub struct CompiledPlan {
     /// The plan's parameter schemas.
     pub schemas: CompiledSchemas,
     /// How the broker fulfils the plan.
-    pub backend: Backend,
+    pub backend: PlanBackend,
 }
 
 /// A plan's parameter schemas, already checked against the OSB rules and their

@@ -2,6 +2,10 @@
 
 use std::fmt;
 
+use serde_json::Value;
+
+use crate::template::{self, Scope};
+
 /// Where a problem is: the file, the field path inside it, and the line and column when the
 /// YAML parser knows them (syntax and type errors; checks made after parsing know the path).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,19 +65,59 @@ impl fmt::Display for CatalogError {
     }
 }
 
-/// Collects problems for one file while validation walks it.
-pub(crate) struct Problems<'a> {
+/// Collects problems for one file while validation walks it (backends report theirs here).
+pub struct Problems<'a> {
     pub(crate) file: &'a str,
     pub(crate) out: &'a mut Vec<Problem>,
 }
 
 impl Problems<'_> {
-    pub(crate) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    /// Records that the field at `path` (`services[0].plans[1].backend.manifest`) is wrong.
+    pub fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.out.push(Problem {
             file: self.file.to_owned(),
             position: None,
             path: path.into(),
             message: message.into(),
         });
+    }
+}
+
+/// Checks every string leaf of `value` (a credentials map) as a template of `scope`, each
+/// problem at its own path.
+pub fn check_template_leaves(
+    value: &Value,
+    path: &mut String,
+    scope: Scope,
+    problems: &mut Problems<'_>,
+) {
+    match value {
+        Value::String(source) => {
+            if let Err(error) = template::check_template(source, scope) {
+                problems.push(path.clone(), format!("invalid template: {error}"));
+            }
+        }
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{index}]"));
+                check_template_leaves(item, path, scope, problems);
+                path.truncate(len);
+            }
+        }
+        Value::Object(map) => {
+            // Sorted, so that problems come in the same order whatever map type serde_json
+            // was built with (`preserve_order` keeps document order).
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            for (key, item) in entries {
+                let len = path.len();
+                path.push('.');
+                path.push_str(key);
+                check_template_leaves(item, path, scope, problems);
+                path.truncate(len);
+            }
+        }
+        _ => {}
     }
 }

@@ -68,12 +68,8 @@
 //! no `binding_rotatable: true` and no credentials; `delay_seconds` only with `async: true`
 //! and below `maximum_polling_duration`.
 
-mod backend;
-mod bosh;
 mod compiled;
-mod credentials;
 mod error;
-mod kubernetes;
 mod load;
 mod model;
 
@@ -83,17 +79,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::Value;
 
-pub use backend::Backend;
-pub use bosh::BoshBackend;
+pub use crate::backend::registry::PlanBackend;
 pub use compiled::{
     etag_of, plan_file_name, CatalogDocument, CatalogLookup, CompiledCatalog, CompiledPlan,
     CompiledSchema, CompiledSchemas, LookupError, Manifest, Untrusted, FORMAT,
 };
-pub use credentials::CredentialsBackend;
-pub use error::{CatalogError, Problem};
-pub use kubernetes::{
-    KubernetesBackend, KubernetesBinding, NamespaceConfig, ReadinessRule, SourceRef,
-};
+pub use error::{check_template_leaves, CatalogError, Problem, Problems};
 pub use model::{
     BindingLifetime, DashboardClient, InputParameters, MaintenanceInfo, Permission, Schemas,
     ServiceBindingSchemas, ServiceInstanceSchemas, ServiceOffering, ServicePlan,
@@ -301,7 +292,7 @@ impl<'a> PlanView<'a> {
     }
 
     /// How the broker fulfils the plan.
-    pub fn backend(&self) -> &'a Backend {
+    pub fn backend(&self) -> &'a PlanBackend {
         &self.plan.backend
     }
 
@@ -400,27 +391,16 @@ pub fn check_dir(dir: &Path) -> Result<(Catalog, String), (CatalogError, String)
 }
 
 impl Catalog {
-    /// What is valid but risky: a plan whose Kubernetes manifests put a parameter into a
-    /// container's `command` or `args`.
+    /// What is valid but risky (see [`crate::backend::BackendConfig::warnings`]), per plan.
     pub fn warnings(&self) -> Vec<String> {
         let mut warnings = Vec::new();
         for service in &self.services {
             for plan in &service.plans {
-                let Backend::Kubernetes(config) = &plan.backend else {
-                    continue;
-                };
-                let manifests = [
-                    ("manifests", Some(&config.manifests)),
-                    ("binding.manifests", config.binding.manifests.as_ref()),
-                ];
-                for (field, source) in manifests {
-                    let Some(source) = source else { continue };
-                    for line in kubernetes::parameters_in_commands(source) {
-                        warnings.push(format!(
-                            "service {:?}, plan {:?}: backend.{field} line {line} puts a parameter into a container's command or args; pass it as an environment variable instead (`$(NAME)` in args), so no parameter can become an option or shell code",
-                            service.name, plan.name
-                        ));
-                    }
+                for warning in plan.backend.warnings() {
+                    warnings.push(format!(
+                        "service {:?}, plan {:?}: {warning}",
+                        service.name, plan.name
+                    ));
                 }
             }
         }

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::backend::Backend;
+use super::PlanBackend;
 
 /// One catalog file: a list of services.
 #[derive(Debug, Deserialize)]
@@ -106,7 +106,7 @@ pub struct ServicePlan {
     pub binding_lifetime: Option<BindingLifetime>,
     /// How the broker fulfils this plan; never part of `GET /v2/catalog`.
     #[serde(skip_serializing)]
-    pub backend: Backend,
+    pub backend: PlanBackend,
 }
 
 /// How long bindings live (plan `binding_lifetime`).

@@ -10,14 +10,16 @@
 //! Binding reads the instances' addresses (`GET /deployments/NAME/instances?format=full`,
 //! a `vms` task whose result is NDJSON) and renders the plan's credentials with them.
 
+mod config;
 pub mod director;
+
+pub use config::BoshConfig;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use self::director::{Director, Task};
-use super::{resume, BackendError, Done, Services, Step, StepInput};
-use crate::catalog::BoshBackend;
+use super::{resume, Backend, BackendError, Done, Services, Step, StepInput};
 use crate::state::OperationKind;
 use crate::template;
 
@@ -40,7 +42,7 @@ pub fn deployment_name(instance_id: &str) -> String {
 
 /// A plan's BOSH backend.
 pub struct Bosh<'a> {
-    config: &'a BoshBackend,
+    config: &'a BoshConfig,
     services: Services<'a>,
 }
 
@@ -73,20 +75,18 @@ struct Progress {
     task_id: Option<u64>,
 }
 
-impl<'a> Bosh<'a> {
-    /// Wraps the plan's configuration.
-    pub fn new(config: &'a BoshBackend, services: Services<'a>) -> Self {
-        Self { config, services }
-    }
-
+impl Backend for Bosh<'_> {
     /// Everything but unbind waits on director tasks.
-    pub fn is_async(&self, kind: OperationKind) -> bool {
+    fn is_async(&self, kind: OperationKind) -> bool {
         kind != OperationKind::Unbind
     }
 
     /// Refuses to start a deploy while a director task runs on the deployment (the
     /// director would accept it and fail it on the lock).
-    pub async fn busy(&self, instance_id: &str, now: u64) -> Option<String> {
+    async fn busy(&self, kind: OperationKind, instance_id: &str, now: u64) -> Option<String> {
+        if !matches!(kind, OperationKind::Provision | OperationKind::Update) {
+            return None;
+        }
         let director = self.director(now).ok()?;
         let name = deployment_name(instance_id);
         let running = director
@@ -101,8 +101,7 @@ impl<'a> Bosh<'a> {
         })
     }
 
-    /// Starts or continues an operation.
-    pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
+    async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
         let director = self.director(input.now)?;
         let progress: Progress = resume(input.state)?;
         match input.kind {
@@ -131,7 +130,9 @@ impl<'a> Bosh<'a> {
             }
         }
     }
+}
 
+impl<'a> Bosh<'a> {
     fn director(&self, now: u64) -> Result<Director<'a>, BackendError> {
         let config = self.services.config;
         let missing = |name: &str| {

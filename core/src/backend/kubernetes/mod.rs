@@ -18,8 +18,14 @@
 //! plan has since left the catalog.
 
 pub mod api;
+mod config;
 pub mod objects;
 pub mod readiness;
+
+pub use config::{
+    parameters_in_commands, KubernetesBinding, KubernetesConfig, NamespaceConfig, ReadinessRule,
+    SourceRef,
+};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -29,8 +35,7 @@ use self::objects::{
     default_list_keys, difference, identity, is_dns_label, is_dns_subdomain, union, Owner,
 };
 use self::readiness::Readiness;
-use super::{resume, BackendError, Done, Services, Step, StepInput};
-use crate::catalog::KubernetesBackend;
+use super::{resume, Backend, BackendError, Done, Services, Step, StepInput};
 use crate::state::OperationKind;
 use crate::template::{self, TemplateContext};
 
@@ -46,7 +51,7 @@ const POLL_SECONDS: u64 = 3;
 
 /// A plan's Kubernetes backend.
 pub struct Kubernetes<'a> {
-    config: &'a KubernetesBackend,
+    config: &'a KubernetesConfig,
     services: Services<'a>,
 }
 
@@ -108,22 +113,16 @@ enum Verdict {
     Failed(String),
 }
 
-impl<'a> Kubernetes<'a> {
-    /// Wraps the plan's configuration.
-    pub fn new(config: &'a KubernetesBackend, services: Services<'a>) -> Self {
-        Self { config, services }
-    }
-
+impl Backend for Kubernetes<'_> {
     /// Instances always roll out asynchronously; bindings only when they create objects.
-    pub fn is_async(&self, kind: OperationKind) -> bool {
+    fn is_async(&self, kind: OperationKind) -> bool {
         match kind {
             OperationKind::Provision | OperationKind::Update | OperationKind::Deprovision => true,
             OperationKind::Bind | OperationKind::Unbind => self.config.binding.manifests.is_some(),
         }
     }
 
-    /// Starts or continues an operation.
-    pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
+    async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
         let api = self.api(input.now)?;
         let progress: Progress = resume(input.state)?;
         match input.kind {
@@ -135,7 +134,9 @@ impl<'a> Kubernetes<'a> {
             OperationKind::Unbind => self.unbind(&api, input, progress).await,
         }
     }
+}
 
+impl<'a> Kubernetes<'a> {
     fn api(&self, now: u64) -> Result<Api<'a>, BackendError> {
         let config = self.services.config;
         let url = config

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::catalog::ReadinessRule;
+use super::ReadinessRule;
 use crate::template;
 
 /// The verdict on one live object.

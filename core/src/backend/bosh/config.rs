@@ -24,15 +24,21 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::credentials::check_leaves;
-use super::error::Problems;
-use super::PlanView;
+use super::Bosh;
+use crate::backend::{BackendConfig, Services};
+use crate::catalog::{check_template_leaves, PlanView, Problems};
 use crate::template::{self, Scope};
+
+/// The manifest also sees the deployment's name.
+const MANIFEST_SCOPE: Scope = Scope::INSTANCE.with(&["deployment_name"]);
+/// Binding credentials also see the deployment's name and its instances' addresses per
+/// instance group.
+const BINDING_SCOPE: Scope = Scope::BINDING.with(&["deployment_name", "instances"]);
 
 /// Configuration of the BOSH backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BoshBackend {
+pub struct BoshConfig {
     /// The deployment manifest: a YAML template of one document.
     pub manifest: String,
     /// Errands run, in order, after each successful deploy (provision and update).
@@ -49,16 +55,34 @@ pub struct BoshBackend {
     pub dashboard_url: Option<String>,
 }
 
-impl BoshBackend {
-    pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
-        if let Err(error) = template::check_manifest(&self.manifest, Scope::BoshInstance) {
+impl BackendConfig for BoshConfig {
+    type Backend<'a> = Bosh<'a>;
+
+    fn backend<'a>(&'a self, services: Services<'a>) -> Bosh<'a> {
+        Bosh {
+            config: self,
+            services,
+        }
+    }
+
+    fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard_url.as_deref()
+    }
+
+    /// Deploys take minutes to hours; the director's own task timeouts apply too.
+    fn default_deadline_seconds(&self) -> Option<u64> {
+        Some(86_400)
+    }
+
+    fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
+        if let Err(error) = template::check_manifest(&self.manifest, MANIFEST_SCOPE) {
             problems.push(
                 format!("{path}.manifest"),
                 format!("invalid template: {error}"),
             );
         }
         if let Some(source) = &self.dashboard_url {
-            if let Err(error) = template::check_template(source, Scope::Instance) {
+            if let Err(error) = template::check_template(source, Scope::INSTANCE) {
                 problems.push(
                     format!("{path}.dashboard_url"),
                     format!("invalid template: {error}"),
@@ -82,10 +106,10 @@ impl BoshBackend {
                 }
             }
         }
-        check_leaves(
+        check_template_leaves(
             &Value::Object(self.credentials.clone()),
             &mut format!("{path}.credentials"),
-            Scope::BoshBinding,
+            BINDING_SCOPE,
             problems,
         );
         if plan.bindable() && !plan.bindings_retrievable() {

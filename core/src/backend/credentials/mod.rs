@@ -5,28 +5,26 @@
 
 use serde_json::{json, Value};
 
-use super::{BackendError, Done, Step, StepInput};
-use crate::catalog::CredentialsBackend;
+mod config;
+
+pub use config::CredentialsConfig;
+
+use super::{Backend, BackendError, Done, Step, StepInput};
 use crate::state::OperationKind;
 
 /// A plan's credentials backend.
 pub struct Credentials<'a> {
-    config: &'a CredentialsBackend,
+    config: &'a CredentialsConfig,
 }
 
-impl<'a> Credentials<'a> {
-    /// Wraps the plan's configuration.
-    pub fn new(config: &'a CredentialsBackend) -> Self {
-        Self { config }
-    }
-
+impl Backend for Credentials<'_> {
     /// Every operation of an `async` plan is asynchronous.
-    pub fn is_async(&self, _kind: OperationKind) -> bool {
+    fn is_async(&self, _kind: OperationKind) -> bool {
         self.config.asynchronous
     }
 
     /// Waits out the delay (async plans), then completes the operation.
-    pub fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
+    async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
         if self.config.asynchronous {
             let ready_at = input
                 .state

@@ -32,15 +32,18 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::credentials::check_leaves;
-use super::error::Problems;
-use super::PlanView;
+use super::Kubernetes;
+use crate::backend::{BackendConfig, Services};
+use crate::catalog::{check_template_leaves, PlanView, Problems};
 use crate::template::{self, Scope, TemplateError};
+
+/// Binding templates also see the live objects named by `binding.sources`.
+const BINDING_SCOPE: Scope = Scope::BINDING.with(&["sources"]);
 
 /// Configuration of the Kubernetes backend.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct KubernetesBackend {
+pub struct KubernetesConfig {
     /// Where the instance's namespaced objects go.
     pub namespace: NamespaceConfig,
     /// The instance's objects: a multi-document YAML template.
@@ -120,7 +123,7 @@ pub struct SourceRef {
     pub namespace: Option<String>,
 }
 
-impl KubernetesBackend {
+impl KubernetesConfig {
     /// The rule for `api_version`/`kind`, if the plan declares one.
     pub fn rule_for(&self, api_version: &str, kind: &str) -> Option<&ReadinessRule> {
         self.readiness
@@ -128,7 +131,49 @@ impl KubernetesBackend {
             .find(|r| r.api_version == api_version && r.kind == kind)
     }
 
-    pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
+    /// Template warnings: parameters in a container's `command` or `args`.
+    fn command_warnings(&self) -> Vec<String> {
+        let manifests = [
+            ("manifests", Some(&self.manifests)),
+            ("binding.manifests", self.binding.manifests.as_ref()),
+        ];
+        let mut warnings = Vec::new();
+        for (field, source) in manifests {
+            let Some(source) = source else { continue };
+            for line in parameters_in_commands(source) {
+                warnings.push(format!(
+                    "backend.{field} line {line} puts a parameter into a container's command or args; pass it as an environment variable instead (`$(NAME)` in args), so no parameter can become an option or shell code"
+                ));
+            }
+        }
+        warnings
+    }
+}
+
+impl BackendConfig for KubernetesConfig {
+    type Backend<'a> = Kubernetes<'a>;
+
+    fn backend<'a>(&'a self, services: Services<'a>) -> Kubernetes<'a> {
+        Kubernetes {
+            config: self,
+            services,
+        }
+    }
+
+    fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard_url.as_deref()
+    }
+
+    /// Rollouts must end: an hour unless the plan says otherwise.
+    fn default_deadline_seconds(&self) -> Option<u64> {
+        Some(3_600)
+    }
+
+    fn warnings(&self) -> Vec<String> {
+        self.command_warnings()
+    }
+
+    fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
         let mut check = |field: String, result: Result<(), TemplateError>| {
             if let Err(error) = result {
                 problems.push(field, format!("invalid template: {error}"));
@@ -136,35 +181,35 @@ impl KubernetesBackend {
         };
         check(
             format!("{path}.namespace.name"),
-            template::check_template(&self.namespace.name, Scope::Instance),
+            template::check_template(&self.namespace.name, Scope::INSTANCE),
         );
         check(
             format!("{path}.manifests"),
-            template::check_manifest(&self.manifests, Scope::Instance),
+            template::check_manifest(&self.manifests, Scope::INSTANCE),
         );
         if let Some(source) = &self.dashboard_url {
             check(
                 format!("{path}.dashboard_url"),
-                template::check_template(source, Scope::Instance),
+                template::check_template(source, Scope::INSTANCE),
             );
         }
         for (alias, source) in &self.binding.sources {
             let at = format!("{path}.binding.sources.{alias}");
             check(
                 format!("{at}.name"),
-                template::check_template(&source.name, Scope::Binding),
+                template::check_template(&source.name, Scope::BINDING),
             );
             if let Some(namespace) = &source.namespace {
                 check(
                     format!("{at}.namespace"),
-                    template::check_template(namespace, Scope::Binding),
+                    template::check_template(namespace, Scope::BINDING),
                 );
             }
         }
         if let Some(manifests) = &self.binding.manifests {
             check(
                 format!("{path}.binding.manifests"),
-                template::check_manifest(manifests, Scope::Binding),
+                template::check_manifest(manifests, Scope::BINDING),
             );
         }
         for (index, rule) in self.readiness.iter().enumerate() {
@@ -204,10 +249,10 @@ impl KubernetesBackend {
                 );
             }
         }
-        check_leaves(
+        check_template_leaves(
             &Value::Object(self.binding.credentials.clone()),
             &mut format!("{path}.binding.credentials"),
-            Scope::BindingWithSources,
+            BINDING_SCOPE,
             problems,
         );
         let binding_used = !self.binding.credentials.is_empty()

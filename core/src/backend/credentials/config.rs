@@ -6,14 +6,15 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::error::Problems;
-use super::PlanView;
+use super::Credentials;
+use crate::backend::{BackendConfig, Services};
+use crate::catalog::{check_template_leaves, PlanView, Problems};
 use crate::template::{self, Scope, TemplateContext, TemplateError};
 
 /// Configuration of the credentials backend.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CredentialsBackend {
+pub struct CredentialsConfig {
     /// Whether provision and bind complete asynchronously (`202`, then `last_operation`).
     #[serde(default, rename = "async")]
     pub asynchronous: bool,
@@ -28,13 +29,30 @@ pub struct CredentialsBackend {
     pub dashboard_url: Option<String>,
 }
 
-impl CredentialsBackend {
+impl CredentialsConfig {
     /// Renders the binding credentials; `ctx` needs `binding_id`.
     pub fn render_credentials(&self, ctx: &TemplateContext) -> Result<Value, TemplateError> {
         template::render_value(&Value::Object(self.credentials.clone()), ctx)
     }
+}
 
-    pub(crate) fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
+impl BackendConfig for CredentialsConfig {
+    type Backend<'a> = Credentials<'a>;
+
+    fn backend<'a>(&'a self, _services: Services<'a>) -> Credentials<'a> {
+        Credentials { config: self }
+    }
+
+    /// Nothing outside the record: steps need no lease.
+    fn steps_are_local(&self) -> bool {
+        true
+    }
+
+    fn dashboard_url(&self) -> Option<&str> {
+        self.dashboard_url.as_deref()
+    }
+
+    fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
         if self.delay_seconds > 0 && !self.asynchronous {
             problems.push(
                 format!("{path}.delay_seconds"),
@@ -58,57 +76,19 @@ impl CredentialsBackend {
                 "are never used: the plan is not bindable",
             );
         }
-        check_leaves(
+        check_template_leaves(
             &Value::Object(self.credentials.clone()),
             &mut format!("{path}.credentials"),
-            Scope::Binding,
+            Scope::BINDING,
             problems,
         );
         if let Some(source) = &self.dashboard_url {
-            if let Err(error) = template::check_template(source, Scope::Instance) {
+            if let Err(error) = template::check_template(source, Scope::INSTANCE) {
                 problems.push(
                     format!("{path}.dashboard_url"),
                     format!("invalid template: {error}"),
                 );
             }
         }
-    }
-}
-
-/// Checks every string leaf of a credentials map as a template of `scope`.
-pub(super) fn check_leaves(
-    value: &Value,
-    path: &mut String,
-    scope: Scope,
-    problems: &mut Problems<'_>,
-) {
-    match value {
-        Value::String(source) => {
-            if let Err(error) = template::check_template(source, scope) {
-                problems.push(path.clone(), format!("invalid template: {error}"));
-            }
-        }
-        Value::Array(items) => {
-            for (index, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{index}]"));
-                check_leaves(item, path, scope, problems);
-                path.truncate(len);
-            }
-        }
-        Value::Object(map) => {
-            // Sorted, so that problems come in the same order whatever map type serde_json
-            // was built with (`preserve_order` keeps document order).
-            let mut entries: Vec<_> = map.iter().collect();
-            entries.sort_by(|a, b| a.0.cmp(b.0));
-            for (key, item) in entries {
-                let len = path.len();
-                path.push('.');
-                path.push_str(key);
-                check_leaves(item, path, scope, problems);
-                path.truncate(len);
-            }
-        }
-        _ => {}
     }
 }
