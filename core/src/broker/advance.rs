@@ -34,6 +34,28 @@ impl From<BackendError> for StepError {
     }
 }
 
+/// A record whose operations the broker drives: a service instance or a binding.
+pub(super) trait Driven: Record {
+    /// What the request already read that the first step may reuse instead of reading it
+    /// again (a binding's instance).
+    type Known: Default;
+    /// The operation that deletes such a record.
+    const DELETION: OperationKind;
+
+    /// Takes one backend step of the record's running operation.
+    async fn step(&self, broker: &Broker<'_>, known: &mut Self::Known) -> Result<Step, StepError>;
+}
+
+/// How a deletion request asked to delete, and how long it may take.
+pub(super) struct Deletion {
+    /// The plan's backend deletes asynchronously.
+    pub asynchronous_plan: bool,
+    /// The request's `accepts_incomplete`.
+    pub accepts_incomplete: bool,
+    /// The operation's deadline, seconds from its start.
+    pub deadline_after: Option<u64>,
+}
+
 /// `Retry-After` after `failures` transient failures in a row: 5, 10, 20, 40, 60, 60 … s.
 fn transient_backoff(failures: u32) -> u64 {
     let exponent = failures.saturating_sub(1).min(6);
@@ -52,11 +74,11 @@ impl Broker<'_> {
     /// record ([`crate::catalog::PlanBackend::steps_are_local`]): such a step is taken straight
     /// from what was read and written with one compare-and-swap, and a concurrent step of
     /// the same operation simply loses that swap.
-    pub(super) async fn advance<R: Record>(
+    pub(super) async fn advance<R: Driven>(
         &self,
         key: &str,
         mut stored: Stored<R>,
-        step: impl AsyncFn(&R) -> Result<Step, StepError>,
+        known: &mut R::Known,
     ) -> Result<Stored<R>, OsbError> {
         for _ in 0..5 {
             let operation = stored.value.operation();
@@ -98,7 +120,7 @@ impl Broker<'_> {
                     }
                 }
             };
-            let result = match step(&leased.value).await {
+            let result = match leased.value.step(self, known).await {
                 Ok(step) => Ok(step),
                 Err(StepError::Backend(error)) => Err(error),
                 Err(StepError::Abort(error)) => {
@@ -158,21 +180,23 @@ impl Broker<'_> {
     /// deletion happened. The others find the record deleted (410) or, while the deletion
     /// is still running in another request, answer 410 once it finished (or 422 if it has
     /// not yet). A deletion whose request died is finished by the next one, which answers 200.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn delete<R: Record>(
+    pub(super) async fn delete<R: Driven>(
         &self,
         key: &str,
         stored: Stored<R>,
-        kind: OperationKind,
-        asynchronous_plan: bool,
-        accepts_incomplete: bool,
-        deadline_after: Option<u64>,
-        drive: impl AsyncFn(&str, Stored<R>, bool) -> Result<Stored<R>, OsbError>,
+        request: Deletion,
+        known: R::Known,
     ) -> Result<OsbResponse, OsbError> {
+        let Deletion {
+            asynchronous_plan,
+            accepts_incomplete,
+            deadline_after,
+        } = request;
+        let kind = R::DELETION;
         let asynchronous = asynchronous_plan && accepts_incomplete;
         let running = stored.value.operation();
         if running.in_progress() && running.kind == kind {
-            return self.delete_again(key, stored, asynchronous, &drive).await;
+            return self.delete_again(key, stored, asynchronous, known).await;
         }
         if asynchronous_plan && !accepts_incomplete {
             return Err(OsbError::async_required());
@@ -198,21 +222,19 @@ impl Broker<'_> {
             match replace(self.kv, self.env, key, &stored, &deletion)? {
                 Some(started) => started,
                 None => {
-                    let current = self.reread(key)?;
-                    return self
-                        .lost_deletion(key, current, kind, asynchronous, &drive)
-                        .await;
+                    let current: Stored<R> = self.reread(key)?;
+                    return self.lost_deletion(key, current, asynchronous, known).await;
                 }
             }
         };
         let ours = started.value.operation().id.clone();
-        let stored = drive(key, started, asynchronous).await?;
+        let stored = self.drive(key, started, asynchronous, known).await?;
         if sweep {
             self.expire_tombstones();
         }
         if stored.value.operation().id != ours {
             return self
-                .lost_deletion(key, stored, kind, asynchronous, &drive)
+                .lost_deletion(key, stored, asynchronous, R::Known::default())
                 .await;
         }
         deletion_response(stored.value.operation(), asynchronous)
@@ -228,12 +250,12 @@ impl Broker<'_> {
     }
 
     /// A deletion request that found the same deletion already running.
-    async fn delete_again<R: Record>(
+    async fn delete_again<R: Driven>(
         &self,
         key: &str,
         stored: Stored<R>,
         asynchronous: bool,
-        drive: &impl AsyncFn(&str, Stored<R>, bool) -> Result<Stored<R>, OsbError>,
+        known: R::Known,
     ) -> Result<OsbResponse, OsbError> {
         let running = stored.value.operation();
         if asynchronous {
@@ -244,7 +266,7 @@ impl Broker<'_> {
         // finds deleted was not deleted as a result of it (410).
         let crashed = super::instance::creator_is_gone(running, self.env.now());
         let label = stored.value.label();
-        let stored = drive(key, stored, false).await?;
+        let stored = self.drive(key, stored, false, known).await?;
         let response = deletion_response(stored.value.operation(), false)?;
         if crashed {
             Ok(response)
@@ -255,18 +277,17 @@ impl Broker<'_> {
 
     /// A deletion request whose write lost to another request's: it answers for what that
     /// request did.
-    async fn lost_deletion<R: Record>(
+    async fn lost_deletion<R: Driven>(
         &self,
         key: &str,
         current: Stored<R>,
-        kind: OperationKind,
         asynchronous: bool,
-        drive: &impl AsyncFn(&str, Stored<R>, bool) -> Result<Stored<R>, OsbError>,
+        known: R::Known,
     ) -> Result<OsbResponse, OsbError> {
         let label = current.value.label();
         let operation = current.value.operation();
-        if operation.kind == kind && operation.in_progress() {
-            return self.delete_again(key, current, asynchronous, drive).await;
+        if operation.kind == R::DELETION && operation.in_progress() {
+            return Box::pin(self.delete_again(key, current, asynchronous, known)).await;
         }
         if current.value.status() == Status::Deleted {
             return Err(deleted_concurrently(&label));
@@ -297,15 +318,13 @@ impl Broker<'_> {
     /// `last_operation` for the record at `key`: 410 once deleted (or when a deletion's
     /// id is polled after the record is gone), the history for superseded operation ids,
     /// otherwise one step forward with `advance` and the current state.
-    pub(super) async fn poll<R: Record>(
+    pub(super) async fn poll<R: Driven>(
         &self,
         key: &str,
         label: &str,
         operation_id: Option<&str>,
-        deletion: OperationKind,
-        advance: impl AsyncFn(&str, Stored<R>) -> Result<Stored<R>, OsbError>,
     ) -> Result<OsbResponse, OsbError> {
-        let polls_deletion = |op: &str| op.starts_with(deletion.prefix());
+        let polls_deletion = |op: &str| op.starts_with(R::DELETION.prefix());
         let Some(stored) = read::<R>(self.kv, key)? else {
             if operation_id.is_some_and(polls_deletion) {
                 return Err(OsbError::gone(format!("{label} is gone")));
@@ -321,22 +340,27 @@ impl Broker<'_> {
         if let Some(op) = operation_id.filter(|op| *op != current_id) {
             return history_response(stored.value.history(), op, label);
         }
-        let stored = advance(key, stored).await?;
+        let stored = self.advance(key, stored, &mut R::Known::default()).await?;
         Ok(last_operation_response(stored.value.operation()))
     }
 
-    /// For synchronous plans: advances the operation and, while a concurrent request holds
-    /// it, waits for that request to finish (synchronous steps are short), so identical
-    /// concurrent requests all get the final answer instead of a ConcurrencyError.
-    pub(super) async fn finish_sync<R: Record>(
+    /// Asynchronous requests take one step and answer. Synchronous ones see the operation
+    /// through and, while a concurrent request holds it, wait for that request to finish
+    /// (synchronous steps are short), so identical concurrent requests all get the final
+    /// answer instead of a ConcurrencyError.
+    pub(super) async fn drive<R: Driven>(
         &self,
         key: &str,
         mut stored: Stored<R>,
-        advance: impl AsyncFn(&str, Stored<R>) -> Result<Stored<R>, OsbError>,
+        asynchronous: bool,
+        mut known: R::Known,
     ) -> Result<Stored<R>, OsbError> {
+        if asynchronous {
+            return self.advance(key, stored, &mut known).await;
+        }
         let mut waited = 0;
         loop {
-            stored = advance(key, stored).await?;
+            stored = self.advance(key, stored, &mut known).await?;
             if !stored.value.operation().in_progress() || waited >= SYNC_WAIT_MS {
                 return Ok(stored);
             }

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use crate::backend::{BackendError, StepInput};
+use crate::backend::{BackendError, Step, StepInput};
 use crate::error::OsbError;
 use crate::http::{validate_id, OsbRequest, OsbResponse};
 use crate::state::{
@@ -12,7 +12,7 @@ use crate::state::{
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
-use super::advance::StepError;
+use super::advance::{Deletion, Driven, StepError};
 use super::instance::remnant_backend;
 use super::plan::ParamsKind;
 use super::{accepted, required_query, Broker};
@@ -149,7 +149,7 @@ impl Broker<'_> {
             }
         };
         let stored = self
-            .drive_binding(&key, stored, asynchronous, Some(instance))
+            .drive(&key, stored, asynchronous, Some(instance))
             .await?;
         bind_response(&stored.value, asynchronous)
     }
@@ -176,7 +176,7 @@ impl Broker<'_> {
             Status::Creating if asynchronous => Ok(accepted(&current.operation)),
             Status::Creating => {
                 let crashed = super::instance::creator_is_gone(&current.operation, self.env.now());
-                let stored = self.drive_binding(key, existing, false, None).await?;
+                let stored = self.drive(key, existing, false, None).await?;
                 let response = bind_response(&stored.value, false);
                 if crashed {
                     response
@@ -244,20 +244,12 @@ impl Broker<'_> {
         };
         let backend = plan_backend.backend(self.services());
         let is_async = backend.is_async(OperationKind::Unbind);
-        let instance = std::cell::Cell::new(instance);
-        self.delete(
-            &key,
-            stored,
-            OperationKind::Unbind,
-            is_async,
+        let deletion = Deletion {
+            asynchronous_plan: is_async,
             accepts_incomplete,
-            deadline,
-            async |k: &str, s, asynchronous| {
-                self.drive_binding(k, s, asynchronous, instance.take())
-                    .await
-            },
-        )
-        .await
+            deadline_after: deadline,
+        };
+        self.delete(&key, stored, deletion, instance).await
     }
 
     pub(super) fn fetch_binding(
@@ -301,14 +293,7 @@ impl Broker<'_> {
         let label = format!("service binding {binding_id}");
         let operation_id = request.query("operation").filter(|o| !o.is_empty());
         let key = binding_key(instance_id, binding_id);
-        self.poll(
-            &key,
-            &label,
-            operation_id,
-            OperationKind::Unbind,
-            async |key: &str, stored| self.advance_binding(key, stored, None).await,
-        )
-        .await
+        self.poll::<BindingRecord>(&key, &label, operation_id).await
     }
 
     /// The instance a binding request targets; it must exist and be provisioned.
@@ -337,40 +322,27 @@ impl Broker<'_> {
             _ => Ok(instance),
         }
     }
+}
 
-    /// Asynchronous requests take one step and answer; synchronous ones see it through.
-    /// `instance` is the binding's instance as this request already read it, which the
-    /// first step uses instead of reading it again.
-    async fn drive_binding(
-        &self,
-        key: &str,
-        stored: Stored<BindingRecord>,
-        asynchronous: bool,
-        instance: Option<InstanceRecord>,
-    ) -> Result<Stored<BindingRecord>, OsbError> {
-        if asynchronous {
-            self.advance_binding(key, stored, instance).await
-        } else {
-            let instance = std::cell::Cell::new(instance);
-            self.finish_sync(key, stored, async |k: &str, s| {
-                self.advance_binding(k, s, instance.take()).await
-            })
-            .await
-        }
-    }
+impl Driven for BindingRecord {
+    /// The binding's instance as the request already read it, which the first step uses
+    /// instead of reading it again.
+    type Known = Option<InstanceRecord>;
+    const DELETION: OperationKind = OperationKind::Unbind;
 
-    async fn advance_binding(
+    async fn step(
         &self,
-        key: &str,
-        stored: Stored<BindingRecord>,
-        instance: Option<InstanceRecord>,
-    ) -> Result<Stored<BindingRecord>, OsbError> {
-        let known = std::cell::Cell::new(instance);
-        self.advance(key, stored, async |binding: &BindingRecord| {
-            let known = known.take().filter(|i| i.instance_id == binding.instance_id);
-            let instance = match known {
-                Some(instance) => instance,
-                None => read::<InstanceRecord>(self.kv, &instance_key(&binding.instance_id))
+        broker: &Broker<'_>,
+        known: &mut Option<InstanceRecord>,
+    ) -> Result<Step, StepError> {
+        let binding = self;
+        let known = known
+            .take()
+            .filter(|i| i.instance_id == binding.instance_id);
+        let instance = match known {
+            Some(instance) => instance,
+            None => {
+                read::<InstanceRecord>(broker.kv, &instance_key(&binding.instance_id))
                     .map_err(|e| StepError::from(BackendError::Transient(e.description)))?
                     .ok_or_else(|| {
                         StepError::from(BackendError::Permanent(format!(
@@ -378,47 +350,43 @@ impl Broker<'_> {
                             binding.instance_id
                         )))
                     })?
-                    .value,
-            };
-            let plan = self
-                .known_plan(&binding.service_id, &binding.plan_id)
-                .map_err(StepError::Abort)?;
-            let plan_backend = match &plan {
-                Some(plan) => &plan.backend,
-                None if binding.operation.kind == OperationKind::Unbind => {
-                    remnant_backend(&instance).ok_or_else(|| {
-                        BackendError::Permanent("the instance's backend is unknown".into())
-                    })?
-                }
-                None => {
-                    return Err(BackendError::Permanent(format!(
-                        "the plan is no longer in the catalog: plan_id {:?} is not a plan of service {:?}",
-                        binding.plan_id, binding.service_id
-                    ))
-                    .into())
-                }
-            };
-            let input = StepInput {
-                kind: binding.operation.kind,
-                instance: &instance,
-                template: plan.as_deref().map(|plan| {
-                    plan.step_template_context(
-                        &instance,
-                        &binding.parameters,
-                        &binding.context,
-                        Some(binding),
-                    )
-                }),
-                parameters: &binding.parameters,
-                context: &binding.context,
-                binding: Some(binding),
-                state: &binding.operation.backend,
-                operation_id: &binding.operation.id,
-                now: self.env.now(),
-            };
-            Ok(plan_backend.backend(self.services()).step(&input).await?)
-        })
-        .await
+                    .value
+            }
+        };
+        let plan = broker
+            .known_plan(&binding.service_id, &binding.plan_id)
+            .map_err(StepError::Abort)?;
+        let plan_backend = match &plan {
+            Some(plan) => &plan.backend,
+            None if binding.operation.kind == OperationKind::Unbind => remnant_backend(&instance)
+                .ok_or_else(|| {
+                BackendError::Permanent("the instance's backend is unknown".into())
+            })?,
+            None => return Err(BackendError::Permanent(format!(
+                "the plan is no longer in the catalog: plan_id {:?} is not a plan of service {:?}",
+                binding.plan_id, binding.service_id
+            ))
+            .into()),
+        };
+        let input = StepInput {
+            kind: binding.operation.kind,
+            instance: &instance,
+            template: plan.as_deref().map(|plan| {
+                plan.step_template_context(
+                    &instance,
+                    &binding.parameters,
+                    &binding.context,
+                    Some(binding),
+                )
+            }),
+            parameters: &binding.parameters,
+            context: &binding.context,
+            binding: Some(binding),
+            state: &binding.operation.backend,
+            operation_id: &binding.operation.id,
+            now: broker.env.now(),
+        };
+        Ok(plan_backend.backend(broker.services()).step(&input).await?)
     }
 }
 

@@ -2,8 +2,8 @@
 
 use serde_json::{json, Value};
 
-use super::advance::StepError;
-use crate::backend::{BackendError, StepInput};
+use super::advance::{Deletion, Driven, StepError};
+use crate::backend::{BackendError, Step, StepInput};
 use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
@@ -104,7 +104,7 @@ impl Broker<'_> {
             }
         };
         let stored = self
-            .drive_instance(&key, stored, accepts_incomplete && is_async)
+            .drive(&key, stored, accepts_incomplete && is_async, ())
             .await?;
         provision_response(&stored.value, accepts_incomplete && is_async)
     }
@@ -142,7 +142,7 @@ impl Broker<'_> {
                     // running, this one is a duplicate and success is 200; if it died, this
                     // is the platform's retry and provisions the instance (201).
                     let crashed = creator_is_gone(&current.operation, self.env.now());
-                    let stored = self.drive_instance(key, existing, false).await?;
+                    let stored = self.drive(key, existing, false, ()).await?;
                     let response = provision_response(&stored.value, false);
                     if crashed { response } else { response.map(already_existed) }
                 }
@@ -251,7 +251,7 @@ impl Broker<'_> {
                     return Ok(accepted(&current.operation));
                 }
                 // A synchronous update that was interrupted: finish it now.
-                let stored = self.drive_instance(&key, stored, false).await?;
+                let stored = self.drive(&key, stored, false, ()).await?;
                 return update_response(&stored.value.operation, false);
             }
             return Err(OsbError::concurrency(format!(
@@ -307,7 +307,7 @@ impl Broker<'_> {
             ))
         })?;
         let stored = self
-            .drive_instance(&key, stored, accepts_incomplete && is_async)
+            .drive(&key, stored, accepts_incomplete && is_async, ())
             .await?;
         update_response(&stored.value.operation, accepts_incomplete && is_async)
     }
@@ -362,7 +362,7 @@ impl Broker<'_> {
             match current.operation.kind {
                 OperationKind::Update if !backend.is_async(OperationKind::Update) => {
                     // An interrupted synchronous update: finish it, then decide again.
-                    let stored = self.drive_instance(&key, stored, false).await?;
+                    let stored = self.drive(&key, stored, false, ()).await?;
                     if stored.value.operation.in_progress() {
                         return Err(OsbError::concurrency(format!(
                             "service instance {instance_id} is being updated"
@@ -379,16 +379,12 @@ impl Broker<'_> {
                 _ => {}
             }
         }
-        self.delete(
-            &key,
-            stored,
-            OperationKind::Deprovision,
-            is_async,
+        let deletion = Deletion {
+            asynchronous_plan: is_async,
             accepts_incomplete,
-            deadline,
-            async |k: &str, s, asynchronous| self.drive_instance(k, s, asynchronous).await,
-        )
-        .await
+            deadline_after: deadline,
+        };
+        self.delete(&key, stored, deletion, ()).await
     }
 
     pub(super) fn fetch_instance(
@@ -437,81 +433,56 @@ impl Broker<'_> {
     ) -> Result<OsbResponse, OsbError> {
         let label = format!("service instance {instance_id}");
         let operation_id = request.query("operation").filter(|o| !o.is_empty());
-        self.poll(
-            &instance_key(instance_id),
-            &label,
-            operation_id,
-            OperationKind::Deprovision,
-            async |key: &str, stored| self.advance_instance(key, stored).await,
-        )
-        .await
-    }
-
-    /// Asynchronous requests take one step and answer; synchronous ones see the operation
-    /// through (waiting for a concurrent identical request that holds it).
-    async fn drive_instance(
-        &self,
-        key: &str,
-        stored: Stored<InstanceRecord>,
-        asynchronous: bool,
-    ) -> Result<Stored<InstanceRecord>, OsbError> {
-        if asynchronous {
-            self.advance_instance(key, stored).await
-        } else {
-            self.finish_sync(key, stored, async |k: &str, s| {
-                self.advance_instance(k, s).await
-            })
+        self.poll::<InstanceRecord>(&instance_key(instance_id), &label, operation_id)
             .await
-        }
     }
+}
+
+impl Driven for InstanceRecord {
+    type Known = ();
+    const DELETION: OperationKind = OperationKind::Deprovision;
 
     /// Advances the instance's operation with its plan's backend.
-    pub(super) async fn advance_instance(
-        &self,
-        key: &str,
-        stored: Stored<InstanceRecord>,
-    ) -> Result<Stored<InstanceRecord>, OsbError> {
-        self.advance(key, stored, async |record: &InstanceRecord| {
-            let operation = &record.operation;
-            let plan_id = record.operation_plan().1;
-            let (parameters, context) = match (&operation.update, operation.kind) {
-                (Some(update), OperationKind::Update) => (&update.parameters, &update.context),
-                _ => (&record.parameters, &record.context),
-            };
-            let plan = self
-                .known_plan(&record.service_id, plan_id)
-                .map_err(StepError::Abort)?;
-            let backend = match &plan {
-                Some(plan) => &plan.backend,
-                // Deleting what an instance of a removed plan still owns.
-                None if operation.kind == OperationKind::Deprovision => remnant_backend(record)
-                    .ok_or_else(|| {
-                        BackendError::Permanent("the instance's backend is unknown".into())
-                    })?,
-                None => {
-                    return Err(BackendError::Permanent(format!(
-                        "the plan is no longer in the catalog: plan_id {plan_id:?} is not a plan of service {:?}",
-                        record.service_id
-                    ))
-                    .into())
-                }
-            };
-            let input = StepInput {
-                kind: operation.kind,
-                instance: record,
-                template: plan
-                    .as_deref()
-                    .map(|plan| plan.step_template_context(record, parameters, context, None)),
-                parameters,
-                context,
-                binding: None,
-                state: &operation.backend,
-                operation_id: &operation.id,
-                now: self.env.now(),
-            };
-            Ok(backend.backend(self.services()).step(&input).await?)
-        })
-        .await
+    async fn step(&self, broker: &Broker<'_>, _known: &mut ()) -> Result<Step, StepError> {
+        let record = self;
+        let operation = &record.operation;
+        let plan_id = record.operation_plan().1;
+        let (parameters, context) = match (&operation.update, operation.kind) {
+            (Some(update), OperationKind::Update) => (&update.parameters, &update.context),
+            _ => (&record.parameters, &record.context),
+        };
+        let plan = broker
+            .known_plan(&record.service_id, plan_id)
+            .map_err(StepError::Abort)?;
+        let backend = match &plan {
+            Some(plan) => &plan.backend,
+            // Deleting what an instance of a removed plan still owns.
+            None if operation.kind == OperationKind::Deprovision => remnant_backend(record)
+                .ok_or_else(|| {
+                    BackendError::Permanent("the instance's backend is unknown".into())
+                })?,
+            None => {
+                return Err(BackendError::Permanent(format!(
+                    "the plan is no longer in the catalog: plan_id {plan_id:?} is not a plan of service {:?}",
+                    record.service_id
+                ))
+                .into())
+            }
+        };
+        let input = StepInput {
+            kind: operation.kind,
+            instance: record,
+            template: plan
+                .as_deref()
+                .map(|plan| plan.step_template_context(record, parameters, context, None)),
+            parameters,
+            context,
+            binding: None,
+            state: &operation.backend,
+            operation_id: &operation.id,
+            now: broker.env.now(),
+        };
+        Ok(backend.backend(broker.services()).step(&input).await?)
     }
 }
 
