@@ -13,7 +13,8 @@ use crate::state::{
     Status, Stored,
 };
 
-use super::{accepted, empty, last_operation_response, Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
+use super::responses;
+use super::{Broker, DEFAULT_RETRY_AFTER, LEASE_SECONDS};
 
 /// How long a synchronous request waits for a concurrent identical one to finish.
 const SYNC_WAIT_MS: u64 = 5_000;
@@ -259,7 +260,7 @@ impl Broker<'_> {
     ) -> Result<OsbResponse, OsbError> {
         let running = stored.value.operation();
         if asynchronous {
-            return Ok(accepted(running));
+            return Ok(responses::accepted(running));
         }
         // If the request that started it died, this is the platform's retry and finishes
         // the deletion (200); if it is still running, this one is a duplicate, and what it
@@ -341,7 +342,7 @@ impl Broker<'_> {
             return history_response(stored.value.history(), op, label);
         }
         let stored = self.advance(key, stored, &mut R::Known::default()).await?;
-        Ok(last_operation_response(stored.value.operation()))
+        Ok(responses::last_operation(stored.value.operation()))
     }
 
     /// Asynchronous requests take one step and answer. Synchronous ones see the operation
@@ -386,11 +387,10 @@ fn history_response(
             "unknown operation {operation_id:?} for {label}"
         )));
     };
-    let mut body = serde_json::json!({ "state": summary.state.as_osb() });
-    if let Some(description) = &summary.description {
-        body["description"] = serde_json::json!(description);
-    }
-    Ok(OsbResponse::json(200, body))
+    Ok(responses::finished_operation(
+        summary.state,
+        summary.description.as_deref(),
+    ))
 }
 
 /// The 410 of a deletion request that found its work done by another request.
@@ -401,10 +401,10 @@ fn deleted_concurrently(label: &str) -> OsbError {
 /// The answer to deprovision/unbind once the deletion was started (or repeated).
 fn deletion_response(operation: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     if asynchronous {
-        return Ok(accepted(operation));
+        return Ok(responses::accepted(operation));
     }
     match operation.state {
-        OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
+        OperationState::Succeeded => Ok(responses::empty(200)),
         OperationState::InProgress => Err(OsbError::concurrency(
             "the deletion is being carried out by a concurrent request",
         )),

@@ -15,7 +15,7 @@ use crate::types::{parse_body, require_non_empty, BindRequest};
 use super::advance::{Deletion, Driven, StepError};
 use super::instance::remnant_backend;
 use super::plan::ParamsKind;
-use super::{accepted, required_query, Broker};
+use super::{required_query, responses, Broker};
 
 impl Broker<'_> {
     pub(super) async fn bind(
@@ -172,8 +172,8 @@ impl Broker<'_> {
             Status::Ready if current.operation.in_progress() => Err(OsbError::concurrency(
                 format!("service binding {id} is being deleted"),
             )),
-            Status::Ready => Ok(OsbResponse::json(200, binding_body(current, false))),
-            Status::Creating if asynchronous => Ok(accepted(&current.operation)),
+            Status::Ready => Ok(responses::binding(200, current, false)),
+            Status::Creating if asynchronous => Ok(responses::accepted(&current.operation)),
             Status::Creating => {
                 let crashed = super::instance::creator_is_gone(&current.operation, self.env.now());
                 let stored = self.drive(key, existing, false, None).await?;
@@ -281,7 +281,7 @@ impl Broker<'_> {
                 )));
             }
         }
-        Ok(OsbResponse::json(200, binding_body(record, true)))
+        Ok(responses::binding(200, record, true))
     }
 
     pub(super) async fn binding_last_operation(
@@ -362,11 +362,13 @@ impl Driven for BindingRecord {
                 .ok_or_else(|| {
                 BackendError::Permanent("the instance's backend is unknown".into())
             })?,
-            None => return Err(BackendError::Permanent(format!(
+            None => {
+                return Err(BackendError::Permanent(format!(
                 "the plan is no longer in the catalog: plan_id {:?} is not a plan of service {:?}",
                 binding.plan_id, binding.service_id
             ))
-            .into()),
+                .into())
+            }
         };
         let input = StepInput {
             kind: binding.operation.kind,
@@ -400,33 +402,12 @@ fn expired(binding: &BindingRecord, now: u64) -> bool {
 }
 
 /// The body of a ready binding (bind 200/201, fetch 200).
-fn binding_body(record: &BindingRecord, include_parameters: bool) -> Value {
-    let mut body =
-        json!({ "credentials": record.credentials.clone().unwrap_or_else(|| json!({})) });
-    if let Some(metadata) = &record.metadata {
-        let mut public = metadata.clone();
-        if let Some(map) = public.as_object_mut() {
-            map.remove("expires_at_unix");
-        }
-        if public.as_object().is_some_and(|m| !m.is_empty()) {
-            body["metadata"] = public;
-        }
-    }
-    if let Some(endpoints) = record.backend.get("endpoints") {
-        body["endpoints"] = endpoints.clone();
-    }
-    if include_parameters {
-        body["parameters"] = Value::Object(record.parameters.clone());
-    }
-    body
-}
-
 fn bind_response(record: &BindingRecord, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     if asynchronous {
-        return Ok(accepted(&record.operation));
+        return Ok(responses::accepted(&record.operation));
     }
     match record.operation.state {
-        OperationState::Succeeded => Ok(OsbResponse::json(201, binding_body(record, false))),
+        OperationState::Succeeded => Ok(responses::binding(201, record, false)),
         OperationState::InProgress => Err(OsbError::concurrency(format!(
             "service binding {} is being created by a concurrent request",
             record.binding_id

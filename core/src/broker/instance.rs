@@ -17,7 +17,7 @@ use crate::types::{
 };
 
 use super::plan::ParamsKind;
-use super::{accepted, empty, required_query, Broker};
+use super::{required_query, responses, Broker};
 
 impl Broker<'_> {
     pub(super) async fn provision(
@@ -133,10 +133,10 @@ impl Broker<'_> {
             (_, OperationKind::Deprovision, OperationState::InProgress) => {
                 Err(OsbError::concurrency(format!("service instance {id} is being deprovisioned")))
             }
-            (Status::Ready, _, _) => Ok(OsbResponse::json(200, instance_summary(current))),
+            (Status::Ready, _, _) => Ok(responses::provisioned(200, current)),
             (Status::Creating, _, _) => {
                 if accepts_incomplete && is_async {
-                    Ok(OsbResponse::json(202, provision_accepted(current)))
+                    Ok(responses::provisioned(202, current))
                 } else {
                     // Created by another request: see it through. If that request is still
                     // running, this one is a duplicate and success is 200; if it died, this
@@ -248,7 +248,7 @@ impl Broker<'_> {
                 let backend = plan.backend.backend(self.services());
                 let asynchronous = accepts_incomplete && backend.is_async(OperationKind::Update);
                 if asynchronous {
-                    return Ok(accepted(&current.operation));
+                    return Ok(responses::accepted(&current.operation));
                 }
                 // A synchronous update that was interrupted: finish it now.
                 let stored = self.drive(&key, stored, false, ()).await?;
@@ -273,7 +273,7 @@ impl Broker<'_> {
                     ))
                 })?;
             }
-            return Ok(OsbResponse::json(200, empty()));
+            return Ok(responses::empty(200));
         }
 
         let backend = plan.backend.backend(self.services());
@@ -416,14 +416,7 @@ impl Broker<'_> {
                 )),
             });
         }
-        let mut body = instance_summary(record);
-        body["service_id"] = json!(record.service_id);
-        body["plan_id"] = json!(record.plan_id);
-        body["parameters"] = Value::Object(record.parameters.clone());
-        if let Some(version) = &record.maintenance_info_version {
-            body["maintenance_info"] = json!({ "version": version });
-        }
-        Ok(OsbResponse::json(200, body))
+        Ok(responses::instance(record))
     }
 
     pub(super) async fn instance_last_operation(
@@ -500,24 +493,6 @@ pub(super) fn remnant_backend(
     crate::catalog::PlanBackend::remnant(type_name)
 }
 
-/// `dashboard_url` and `metadata`, the fields shared by provision and fetch responses.
-fn instance_summary(record: &InstanceRecord) -> Value {
-    let mut body = json!({});
-    if let Some(url) = &record.dashboard_url {
-        body["dashboard_url"] = json!(url);
-    }
-    if record.metadata != InstanceMetadata::default() {
-        body["metadata"] = serde_json::to_value(&record.metadata).unwrap_or(Value::Null);
-    }
-    body
-}
-
-fn provision_accepted(record: &InstanceRecord) -> Value {
-    let mut body = instance_summary(record);
-    body["operation"] = json!(record.operation.id);
-    body
-}
-
 /// Whether the request that started `operation` can no longer be running: its lease has
 /// expired, or it never took one although it started a lease's length ago.
 pub(super) fn creator_is_gone(operation: &Operation, now: u64) -> bool {
@@ -542,10 +517,10 @@ fn provision_response(
     asynchronous: bool,
 ) -> Result<OsbResponse, OsbError> {
     if asynchronous {
-        return Ok(OsbResponse::json(202, provision_accepted(record)));
+        return Ok(responses::provisioned(202, record));
     }
     match record.operation.state {
-        OperationState::Succeeded => Ok(OsbResponse::json(201, instance_summary(record))),
+        OperationState::Succeeded => Ok(responses::provisioned(201, record)),
         OperationState::InProgress => Err(OsbError::concurrency(format!(
             "service instance {} is being provisioned by a concurrent request",
             record.instance_id
@@ -563,8 +538,8 @@ fn provision_response(
 
 fn update_response(op: &Operation, asynchronous: bool) -> Result<OsbResponse, OsbError> {
     match op.state {
-        _ if asynchronous => Ok(accepted(op)),
-        OperationState::Succeeded => Ok(OsbResponse::json(200, empty())),
+        _ if asynchronous => Ok(responses::accepted(op)),
+        OperationState::Succeeded => Ok(responses::empty(200)),
         OperationState::InProgress => Err(OsbError::concurrency(
             "the update is still being applied by a concurrent request",
         )),

@@ -10,13 +10,12 @@ mod binding;
 mod catalog_endpoint;
 mod instance;
 mod plan;
+mod responses;
 
 pub use plan::{iso8601, ParamsKind};
 
 use std::sync::Arc;
 use std::time::Duration;
-
-use serde_json::{json, Value};
 
 use crate::backend::Services;
 use crate::catalog::{CatalogLookup, CompiledPlan, LookupError};
@@ -26,7 +25,6 @@ use crate::http::{resolve, Endpoint, OsbRequest, OsbResponse};
 use crate::kv::Kv;
 use crate::outbound::{Config, HttpClient, Outbound};
 use crate::parameter_check::ParameterChecker;
-use crate::state::{Operation, OperationState};
 
 /// Seconds a poll may hold an operation while it calls the backend.
 pub const LEASE_SECONDS: u64 = 30;
@@ -230,29 +228,6 @@ impl Broker<'_> {
     }
 }
 
-/// `{"state": ..., "description": ...}` for a `last_operation` answer.
-fn last_operation_response(operation: &Operation) -> OsbResponse {
-    let mut body = json!({ "state": operation.state.as_osb() });
-    if let Some(description) = operation.description.as_deref().filter(|d| !d.is_empty()) {
-        body["description"] = json!(description);
-    }
-    if operation.state == OperationState::Failed {
-        if let Some(usable) = operation.instance_usable {
-            body["instance_usable"] = json!(usable);
-        }
-        if let Some(repeatable) = operation.update_repeatable {
-            body["update_repeatable"] = json!(repeatable);
-        }
-    }
-    let response = OsbResponse::json(200, body);
-    if operation.state == OperationState::InProgress {
-        let after = operation.retry_after.unwrap_or(DEFAULT_RETRY_AFTER).max(1);
-        response.with_header("Retry-After", after.to_string())
-    } else {
-        response
-    }
-}
-
 /// A required query parameter (deprovision/unbind take `service_id` and `plan_id`).
 fn required_query<'r>(request: &'r OsbRequest, name: &str) -> Result<&'r str, OsbError> {
     match request.query(name) {
@@ -261,14 +236,4 @@ fn required_query<'r>(request: &'r OsbRequest, name: &str) -> Result<&'r str, Os
             "the query parameter {name} is required"
         ))),
     }
-}
-
-/// `202 Accepted` with the id the platform polls `last_operation` with.
-fn accepted(operation: &Operation) -> OsbResponse {
-    OsbResponse::json(202, json!({ "operation": operation.id }))
-}
-
-/// `{}` — the body of bodiless successes.
-fn empty() -> Value {
-    json!({})
 }
