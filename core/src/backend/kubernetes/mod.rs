@@ -18,6 +18,7 @@
 //! plan has since left the catalog.
 
 pub mod api;
+mod binding;
 mod config;
 pub mod objects;
 pub mod readiness;
@@ -28,12 +29,10 @@ pub use config::{
 };
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use self::api::{Api, ObjectRef};
-use self::objects::{
-    default_list_keys, difference, identity, is_dns_label, is_dns_subdomain, union, Owner,
-};
+use self::objects::{default_list_keys, difference, identity, is_dns_label, union, Owner};
 use self::readiness::Readiness;
 use super::{resume, Backend, BackendError, Done, Services, Step, StepInput};
 use crate::state::OperationKind;
@@ -251,152 +250,6 @@ impl<'a> Kubernetes<'a> {
                 targets.retain(|o| o.namespace.as_deref() != Some(namespace.as_str()));
                 targets.push(namespace_ref(namespace));
             }
-            progress = self.start_deleting(api, targets, owner).await?;
-        }
-        self.await_deletion(api, progress).await
-    }
-
-    async fn bind(
-        &self,
-        api: &Api<'_>,
-        input: &StepInput<'_>,
-        mut progress: Progress,
-    ) -> Result<Step, BackendError> {
-        let binding = input
-            .binding
-            .ok_or_else(|| BackendError::Permanent("bind without a binding".into()))?;
-        let owner = Owner {
-            instance_id: &input.instance.instance_id,
-            binding_id: Some(&binding.binding_id),
-        };
-        let namespace = match Placement::from_record(&input.instance.backend).namespace {
-            Some(namespace) => namespace,
-            None => self.instance_context(input)?.1,
-        };
-        let ctx = input
-            .template_context()?
-            .with_var("namespace", json!(namespace));
-        if let Some(manifests) = &self.config.binding.manifests {
-            if progress.phase == Phase::Apply {
-                let documents = template::render_yaml_documents(manifests, &ctx).map_err(|e| {
-                    BackendError::Permanent(format!(
-                        "cannot render the plan's binding manifests: {e}"
-                    ))
-                })?;
-                let objects = self
-                    .apply_documents(api, documents, &namespace, owner)
-                    .await?;
-                progress = Progress {
-                    phase: Phase::Wait,
-                    objects,
-                    ..Progress::default()
-                };
-            }
-            match self.wait(api, &progress.objects, &[], owner).await? {
-                Verdict::Ready => {}
-                Verdict::Pending(description) => return Ok(in_progress(&progress, description)),
-                Verdict::Missing(description) => {
-                    return Ok(in_progress(&Progress::default(), description))
-                }
-                Verdict::Failed(description) => return Ok(Step::Failed { description }),
-            }
-        }
-        let mut sources = Map::new();
-        for (alias, source) in &self.config.binding.sources {
-            let render = |text: &str| {
-                template::render_str(text, &ctx)
-                    .map_err(|e| BackendError::Permanent(format!("binding source `{alias}`: {e}")))
-            };
-            let name = render(&source.name)?;
-            if !is_dns_subdomain(&name) {
-                return Err(BackendError::Permanent(format!(
-                    "binding source `{alias}`: {name:?} is not a valid object name"
-                )));
-            }
-            let source_namespace = source.namespace.as_deref().map(render).transpose()?;
-            let reference = api
-                .object_ref(
-                    &source.api_version,
-                    &source.kind,
-                    &name,
-                    source_namespace.as_deref(),
-                    &namespace,
-                )
-                .await?;
-            confine(&reference, &namespace)
-                .map_err(|e| BackendError::Permanent(format!("binding source `{alias}`: {e}")))?;
-            let instance_owner = Owner {
-                binding_id: None,
-                ..owner
-            };
-            match api.get(&reference).await? {
-                Some(object) if owner.owns(&object) || instance_owner.owns(&object) => {
-                    sources.insert(alias.clone(), object);
-                }
-                Some(_) => {
-                    return Err(BackendError::Permanent(format!(
-                        "binding source `{alias}`: {} is not managed by {}: refusing to read it",
-                        reference.describe(),
-                        owner_label(instance_owner)
-                    )))
-                }
-                None if self.is_async(OperationKind::Bind) => {
-                    let description = format!("waiting for {}", reference.describe());
-                    return Ok(in_progress(&progress, description));
-                }
-                None => {
-                    return Err(BackendError::Permanent(format!(
-                        "binding source `{alias}`: {} does not exist",
-                        reference.describe()
-                    )))
-                }
-            }
-        }
-        let ctx = ctx.with_var("sources", Value::Object(sources));
-        let credentials = template::render_value(
-            &Value::Object(self.config.binding.credentials.clone()),
-            &ctx,
-        )
-        .map_err(|e| {
-            BackendError::Permanent(format!("cannot render the binding credentials: {e}"))
-        })?;
-        Ok(Step::Done(Done {
-            credentials: Some(credentials),
-            instance_data: Some(json!({ "objects": progress.objects })),
-            ..Done::default()
-        }))
-    }
-
-    async fn unbind(
-        &self,
-        api: &Api<'_>,
-        input: &StepInput<'_>,
-        mut progress: Progress,
-    ) -> Result<Step, BackendError> {
-        let binding = input
-            .binding
-            .ok_or_else(|| BackendError::Permanent("unbind without a binding".into()))?;
-        let owner = Owner {
-            instance_id: &input.instance.instance_id,
-            binding_id: Some(&binding.binding_id),
-        };
-        if progress.phase != Phase::Delete {
-            let mut targets = binding
-                .backend
-                .pointer("/data/objects")
-                .and_then(|v| serde_json::from_value::<Vec<ObjectRef>>(v.clone()).ok())
-                .unwrap_or_default();
-            let namespace = Placement::from_record(&input.instance.backend).namespace;
-            if let (Some(manifests), Some(namespace), Ok(ctx)) = (
-                &self.config.binding.manifests,
-                namespace,
-                input.template_context(),
-            ) {
-                let ctx = ctx.with_var("namespace", json!(namespace));
-                let rendered = self.rendered_refs(api, manifests, &ctx, &namespace).await;
-                targets = union(&targets, &rendered);
-            }
-            targets.reverse();
             progress = self.start_deleting(api, targets, owner).await?;
         }
         self.await_deletion(api, progress).await
