@@ -1,21 +1,19 @@
 //! `RedisStore` against a real `redis-server` on 127.0.0.1: the shared conformance suite,
 //! races between separate connections, and behaviour when the server dies or stalls.
 //!
-//! Each test starts its own server (see `common/redis_server.rs`), so tests never share
+//! Each test starts its own server (`spin_osb_test_support::redis`), so tests never share
 //! data. Without `/usr/bin/redis-server` these tests fail rather than skip.
 
 #[macro_use]
 mod common;
-#[path = "common/redis_server.rs"]
-mod redis_server;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis_server::RedisServer;
 use spin_osb_kv::redis::RedisStore;
 use spin_osb_kv::{Cas, Store, StoreError};
+use spin_osb_test_support::redis::RedisServer;
 
 /// A store on its own fresh server, with the server.
 async fn fresh_store() -> (Arc<dyn Store>, RedisServer) {
@@ -81,7 +79,7 @@ async fn connect_rejects_a_malformed_url_with_a_backend_error() {
 
 #[tokio::test]
 async fn connect_fails_with_a_backend_error_when_nothing_listens() {
-    let url = format!("redis://127.0.0.1:{}/", redis_server::free_port());
+    let url = format!("redis://127.0.0.1:{}/", spin_osb_test_support::free_port());
     let started = Instant::now();
     let result = RedisStore::connect_with_timeout(&url, Duration::from_secs(1)).await;
     assert!(

@@ -4,14 +4,15 @@
 //! kubelet (no kubelet runs) by patching pod and custom-resource status.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use spin_osb_test_support::process::ChildGuard;
 
-use crate::{repo_root, Options};
+use crate::{enc, repo_root, Options};
 
 /// The components that call the Kubernetes API (they get the cluster CA).
 pub const KUBE_COMPONENTS: &[&str] = &[
@@ -137,7 +138,7 @@ impl Cluster {
 /// An apiserver a test may stop and start again.
 pub struct ExtraApiServer {
     port: u16,
-    child: Option<Child>,
+    child: Option<ChildGuard>,
     ca_file: PathBuf,
     token: String,
     log: PathBuf,
@@ -153,13 +154,14 @@ impl ExtraApiServer {
     pub fn start(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::File::create(&self.log).expect("apiserver log");
-        let child = Command::new(repo_root().join("tests/kube/kube.sh"))
-            .arg("apiserver")
-            .arg(self.port.to_string())
-            .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("start apiserver");
+        let child = ChildGuard::spawn(
+            Command::new(repo_root().join("tests/kube/kube.sh"))
+                .arg("apiserver")
+                .arg(self.port.to_string())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log),
+        )
+        .expect("start apiserver");
         self.child = Some(child);
         let kube = Kube::new(&self.url(), &self.ca_file, &self.token);
         let deadline = Instant::now() + Duration::from_secs(90);
@@ -174,18 +176,12 @@ impl ExtraApiServer {
         }
     }
 
-    /// Kills it (connections are refused until [`ExtraApiServer::start`]).
+    /// Kills it (connections are refused until [`ExtraApiServer::start`]); dropping it
+    /// does too.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            child.kill();
         }
-    }
-}
-
-impl Drop for ExtraApiServer {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 
@@ -289,7 +285,7 @@ impl Kube {
 
     /// Names of the items at a collection `path` with `label_selector`.
     pub fn list(&self, path: &str, label_selector: &str) -> Vec<Value> {
-        let selector: String = url_encode(label_selector);
+        let selector: String = enc(label_selector);
         let (status, body) = self.call("GET", &format!("{path}?labelSelector={selector}"), None);
         assert_eq!(status, 200, "list {path}: {body}");
         body["items"].as_array().cloned().unwrap_or_default()
@@ -297,7 +293,7 @@ impl Kube {
 
     /// Plays the kubelet: marks every pod of `namespace` Running and Ready; how many.
     pub fn make_pods_ready(&self, namespace: &str) -> usize {
-        let now = chrono_like_now();
+        let now = rfc3339_now();
         let pods = self.list(&format!("/api/v1/namespaces/{namespace}/pods"), "");
         for pod in &pods {
             let name = pod["metadata"]["name"].as_str().unwrap_or_default();
@@ -321,30 +317,8 @@ impl Kube {
     }
 }
 
-/// Polls `check` until it returns `Some`, for at most `timeout`.
-#[track_caller]
-pub fn eventually<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(value) = check() {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        thread::sleep(Duration::from_millis(250));
-    }
-}
-
-fn url_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// RFC 3339 UTC now, as conditions need.
-fn chrono_like_now() -> String {
+pub fn rfc3339_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

@@ -6,7 +6,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use spin_osb_e2e::kube::{cluster, eventually, Kube};
+use spin_osb_e2e::eventually;
+use spin_osb_e2e::kube::{cluster, Kube};
 use spin_osb_e2e::{json, new_id, repo_root, Broker, Plan, Value};
 
 const WAIT: Duration = Duration::from_secs(60);

@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use spin_osb_e2e::kube::{cluster, eventually};
+use spin_osb_e2e::eventually;
+use spin_osb_e2e::kube::cluster;
 use spin_osb_e2e::{json, new_id, repo_root, Broker};
 
 #[test]

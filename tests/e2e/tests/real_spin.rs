@@ -18,11 +18,11 @@ use std::path::Path;
 use std::sync::Mutex;
 
 use bosh_director_sim::{HoldAt, SimConfig, Simulator};
-use spin_osb_e2e::redis::RedisServer;
 use spin_osb_e2e::{
     concurrently, json, new_id, real_spin_bin, repo_root, status_histogram, until_exit, Broker,
     Options, Resp,
 };
+use spin_osb_test_support::redis::RedisServer;
 
 /// Each test starts Spin processes that compile twelve components; one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
