@@ -37,7 +37,7 @@ ensure_rust() {
 
 build_host() {
   echo "==> building the spin-osb host"
-  (cd "$REPO_ROOT" && cargo build --release --locked -p spin-osb)
+  (cd "$REPO_ROOT" && cargo build --release --locked -p spin-osb-host)
 }
 
 build_app() {

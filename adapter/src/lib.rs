@@ -1,16 +1,16 @@
 //! The glue between spin-osb-core and Spin, written once for every component.
 //!
-//! Endpoint components are one line each: `osb_spin::serve(Endpoint::X, request, ...)`. This
+//! Endpoint components are one line each: `spin_osb_adapter::serve(Endpoint::X, request, ...)`. This
 //! crate turns the Spin request into the core's host-free [`OsbRequest`], provides the
 //! core's [`Kv`] over `wasi:keyvalue`, its [`Env`] over WASI clocks and randomness, its
 //! outbound HTTP and variables over `spin-sdk`,
 //! reads the compiled catalog from the component's files, and renders the [`OsbResponse`].
 
-mod gateway;
+mod forward;
 mod kv;
 mod outbound;
 
-pub use gateway::gateway;
+pub use forward::gateway;
 pub use kv::SpinKv;
 pub use outbound::{SpinHttp, SpinVariables};
 pub use spin_osb_core::http::Endpoint;
@@ -31,7 +31,7 @@ pub const STATE_STORE: &str = "default";
 /// Serves `GET /v2/catalog` from the compiled catalog: two file reads, no state.
 pub fn serve_catalog(request: Request) -> Response {
     let osb_request = to_osb_request(&request);
-    let response = match gateway::admit_for(Endpoint::Catalog, &osb_request) {
+    let response = match forward::admit_for(Endpoint::Catalog, &osb_request) {
         Ok(_) => {
             let catalog = CompiledCatalog::open(CATALOG_DIR);
             spin_osb_core::broker::serve_catalog(&catalog, &osb_request)
@@ -52,7 +52,7 @@ pub fn serve_parameter_check(request: Request) -> Response {
 /// Serves one OSB endpoint that uses state, after admitting the request (whether it came
 /// straight from the platform or through the gateway): `serve` is the [`Broker`]'s
 /// `serve_*` method of `endpoint`, e.g.
-/// `osb_spin::serve(Endpoint::Provision, request, async |b, r| b.serve_provision(r).await)`.
+/// `spin_osb_adapter::serve(Endpoint::Provision, request, async |b, r| b.serve_provision(r).await)`.
 /// Generic rather than a switch on the endpoint so each component links only its own
 /// endpoint's code.
 pub async fn serve(
@@ -61,7 +61,7 @@ pub async fn serve(
     serve: impl AsyncFnOnce(&Broker<'_>, &OsbRequest) -> OsbResponse,
 ) -> Response {
     let osb_request = to_osb_request(&request);
-    if let Err(response) = gateway::admit_for(endpoint, &osb_request) {
+    if let Err(response) = forward::admit_for(endpoint, &osb_request) {
         return to_spin_response(response, &osb_request);
     }
     let catalog = CompiledCatalog::open(CATALOG_DIR);

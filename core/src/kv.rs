@@ -1,6 +1,6 @@
 //! The key-value contract the broker needs, and an in-memory implementation for tests.
 //!
-//! Components implement [`Kv`] over Spin's `wasi:keyvalue` (see the `osb-spin` crate);
+//! Components implement [`Kv`] over Spin's `wasi:keyvalue` (see the `spin-osb-adapter` crate);
 //! `cargo test` uses [`MemoryKv`]. The contract is the intersection of what real Spin and
 //! this project's host guarantee:
 //! - [`Kv::increment`] is atomic everywhere, so it is the only way to *create* safely;

@@ -2,13 +2,13 @@
 //! no I/O. Components adapt it to Spin; `cargo test` exercises it natively.
 #![deny(missing_docs)]
 
+pub mod admission;
 pub mod backend;
 pub mod broker;
 pub mod catalog;
 pub mod env;
 pub mod error;
 pub mod expiry;
-pub mod gateway;
 pub mod http;
 pub mod kv;
 pub mod outbound;

@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spin_osb_kv::redis::RedisStore;
-use spin_osb_kv::{Cas, Store, StoreError};
+use spin_osb_host_kv::redis::RedisStore;
+use spin_osb_host_kv::{Cas, Store, StoreError};
 use spin_osb_test_support::redis::RedisServer;
 
 /// A store on its own fresh server, with the server.

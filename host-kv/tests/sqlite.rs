@@ -8,8 +8,8 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 
-use spin_osb_kv::sqlite::SqliteStore;
-use spin_osb_kv::{Store, StoreError};
+use spin_osb_host_kv::sqlite::SqliteStore;
+use spin_osb_host_kv::{Store, StoreError};
 use tempfile::TempDir;
 
 /// A store in a fresh file, with the directory that holds it.

@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use hyper::body::Body;
-use spin_osb_kv::{Store as KvStore, StoreManager};
+use spin_osb_host_kv::{Store as KvStore, StoreManager};
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
@@ -526,7 +526,7 @@ async fn open_stores(config: &RuntimeConfig, state_dir: &Path) -> Result<StoreMa
                 open_sqlite(path.as_deref().unwrap_or(&default_path), label)?
             }
             KeyValueStoreConfig::Redis { url } => Arc::new(
-                spin_osb_kv::redis::RedisStore::connect(url)
+                spin_osb_host_kv::redis::RedisStore::connect(url)
                     .await
                     .with_context(|| format!("key_value_store.{label}: cannot connect to Redis"))?,
             ),
@@ -541,7 +541,7 @@ fn open_sqlite(path: &Path, label: &str) -> Result<Arc<dyn KvStore>> {
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let store = spin_osb_kv::sqlite::SqliteStore::open(path, label)
+    let store = spin_osb_host_kv::sqlite::SqliteStore::open(path, label)
         .with_context(|| format!("key_value_store.{label}: cannot open {}", path.display()))?;
     Ok(Arc::new(store))
 }

@@ -1,4 +1,4 @@
-//! The guest-facing side of key-value: both WIT versions over one [`spin_osb_kv::Store`].
+//! The guest-facing side of key-value: both WIT versions over one [`spin_osb_host_kv::Store`].
 //!
 //! Like Spin, a component may open only the labels listed in its manifest's
 //! `key_value_stores` (`access-denied` otherwise), and a listed label that the runtime
@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use spin_osb_kv::{Cas, Store, StoreError, StoreManager};
+use spin_osb_host_kv::{Cas, Store, StoreError, StoreManager};
 use wasmtime::component::{HasData, Resource, ResourceTable};
 
 use crate::bindings::fermyon::spin::key_value as spin_kv;

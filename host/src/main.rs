@@ -1,7 +1,7 @@
 //! `spin-osb`: a Spin-compatible host for this project's `spin.toml` (and other Spin HTTP
 //! apps that use key-value, variables and outbound HTTP), built on wasmtime.
 
-use spin_osb::{app, build_cmd, manifest, server};
+use spin_osb_host::{app, build_cmd, manifest, server};
 
 use std::io::Write;
 use std::net::SocketAddr;

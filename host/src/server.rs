@@ -143,7 +143,7 @@ async fn handle(
     let path = request.uri().path().to_string();
     let (response, component) = dispatch(&app, request, client_addr, limits).await;
     tracing::info!(
-        target: "spin_osb::request",
+        target: "spin_osb_host::request",
         "{method} {path} {} {:.1}ms {}",
         response.status().as_u16(),
         started.elapsed().as_secs_f64() * 1000.0,

@@ -7,5 +7,5 @@ use spin_sdk::http_component;
 
 #[http_component]
 fn handle(request: Request) -> Response {
-    osb_spin::serve_catalog(request)
+    spin_osb_adapter::serve_catalog(request)
 }

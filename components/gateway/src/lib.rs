@@ -7,5 +7,5 @@ use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    osb_spin::gateway(request).await
+    spin_osb_adapter::gateway(request).await
 }

@@ -1,12 +1,12 @@
 //! `GET /v2/service_instances/:instance_id/last_operation`: routed here by spin.toml.
 
-use osb_spin::Endpoint;
+use spin_osb_adapter::Endpoint;
 use spin_sdk::http::{Request, Response};
 use spin_sdk::http_component;
 
 #[http_component]
 async fn handle(request: Request) -> Response {
-    osb_spin::serve(Endpoint::InstanceLastOperation, request, async |b, r| {
+    spin_osb_adapter::serve(Endpoint::InstanceLastOperation, request, async |b, r| {
         b.serve_instance_last_operation(r).await
     })
     .await

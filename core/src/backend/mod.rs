@@ -53,6 +53,13 @@ pub trait Backend {
 pub trait BackendConfig:
     Debug + Clone + PartialEq + Default + Serialize + DeserializeOwned + Send + Sync + 'static
 {
+    /// The Spin variables the backend reads (API URLs, credentials): every component that
+    /// runs backend steps declares them in `spin.toml` (checked by the e2e `manifest` suite).
+    const VARIABLES: &'static [&'static str] = &[];
+    /// What the backend calls, as `allowed_outbound_hosts` entries of those components
+    /// (templates over its variables, e.g. `"{{ kubernetes_api_url }}"`).
+    const OUTBOUND_HOSTS: &'static [&'static str] = &[];
+
     /// The backend this configures.
     type Backend<'a>: Backend
     where

@@ -41,6 +41,16 @@ macro_rules! registered_backends {
         /// The values of `type` in the catalog.
         pub const TYPES: &[&str] = &[$($name),+];
 
+        /// The Spin variables of every backend (see [`BackendConfig::VARIABLES`]).
+        pub fn variables() -> Vec<&'static str> {
+            [$(<$config as BackendConfig>::VARIABLES),+].concat()
+        }
+
+        /// The outbound hosts of every backend (see [`BackendConfig::OUTBOUND_HOSTS`]).
+        pub fn outbound_hosts() -> Vec<&'static str> {
+            [$(<$config as BackendConfig>::OUTBOUND_HOSTS),+].concat()
+        }
+
         impl PlanBackend {
             /// The `type` as written in the catalog, for logs and messages.
             pub fn type_name(&self) -> &'static str {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use spin_osb_kv::Store;
+use spin_osb_host_kv::Store;
 use tokio::sync::Barrier;
 
 const TASKS: usize = 50;

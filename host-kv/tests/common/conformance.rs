@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use spin_osb_kv::{Store, StoreError};
+use spin_osb_host_kv::{Store, StoreError};
 
 fn keys(names: &[&str]) -> Vec<String> {
     names.iter().map(|k| k.to_string()).collect()

@@ -132,7 +132,7 @@ fn run(args: Args) -> Result<bool> {
     let app = resolve(&args.app);
     if !host_bin.is_file() {
         bail!(
-            "host binary {} not found (build it: cargo build --release -p spin-osb)",
+            "host binary {} not found (build it: cargo build --release -p spin-osb-host)",
             host_bin.display()
         );
     }

@@ -20,7 +20,7 @@
 //! Processes, Redis, ports and query strings come from `spin-osb-test-support`.
 //!
 //! The binary and the components must be built first (`scripts/test.sh` does it):
-//! `cargo build --release -p spin-osb && target/release/spin-osb build -f spin.toml`.
+//! `cargo build --release -p spin-osb-host && target/release/spin-osb build -f spin.toml`.
 //! Everything here only talks to 127.0.0.1.
 
 use std::time::Duration;

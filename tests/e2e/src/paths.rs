@@ -46,7 +46,7 @@ pub fn host_bin() -> PathBuf {
                 format!(
                     "the spin-osb host binary was not found (looked at {}).\n\
                      Build it and the broker's components first (scripts/test.sh does both):\n  \
-                     cargo build --release -p spin-osb && target/release/spin-osb build -f spin.toml",
+                     cargo build --release -p spin-osb-host && target/release/spin-osb build -f spin.toml",
                     candidates
                         .iter()
                         .map(|p| p.display().to_string())

@@ -24,7 +24,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::Bosh;
+use super::{
+    Bosh, CLIENT_SECRET_VARIABLE, CLIENT_VARIABLE, DIRECTOR_URL_VARIABLE, UAA_URL_VARIABLE,
+};
 use crate::backend::{BackendConfig, Services};
 use crate::catalog::{check_template_leaves, PlanView, Problems};
 use crate::template::{self, Scope};
@@ -56,6 +58,14 @@ pub struct BoshConfig {
 }
 
 impl BackendConfig for BoshConfig {
+    const VARIABLES: &'static [&'static str] = &[
+        DIRECTOR_URL_VARIABLE,
+        UAA_URL_VARIABLE,
+        CLIENT_VARIABLE,
+        CLIENT_SECRET_VARIABLE,
+    ];
+    const OUTBOUND_HOSTS: &'static [&'static str] =
+        &["{{ bosh_director_url }}", "{{ bosh_uaa_url }}"];
     type Backend<'a> = Bosh<'a>;
 
     fn backend<'a>(&'a self, services: Services<'a>) -> Bosh<'a> {

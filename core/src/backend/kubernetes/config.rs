@@ -32,7 +32,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::Kubernetes;
+use super::{Kubernetes, API_URL_VARIABLE, TOKEN_VARIABLE};
 use crate::backend::{BackendConfig, Services};
 use crate::catalog::{check_template_leaves, PlanView, Problems};
 use crate::template::{self, Scope, TemplateError};
@@ -151,6 +151,8 @@ impl KubernetesConfig {
 }
 
 impl BackendConfig for KubernetesConfig {
+    const VARIABLES: &'static [&'static str] = &[API_URL_VARIABLE, TOKEN_VARIABLE];
+    const OUTBOUND_HOSTS: &'static [&'static str] = &["{{ kubernetes_api_url }}"];
     type Backend<'a> = Kubernetes<'a>;
 
     fn backend<'a>(&'a self, services: Services<'a>) -> Kubernetes<'a> {

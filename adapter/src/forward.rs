@@ -7,8 +7,8 @@
 //! (`http://<id>.spin.internal`), and the endpoint component admits the forwarded request
 //! again: a private component never trusts that its caller checked.
 
+use spin_osb_core::admission::{admit, Admitted};
 use spin_osb_core::error::OsbError;
-use spin_osb_core::gateway::{admit, Admitted};
 use spin_osb_core::http::{Endpoint, OsbRequest, OsbResponse};
 use spin_sdk::http::{Method, Request, Response};
 

@@ -1,0 +1,104 @@
+//! `spin.toml` against the backend registry: Spin manifests cannot share sections, so each
+//! component that runs backend steps repeats the backends' variables and outbound hosts.
+//! This keeps the repetition honest: every registered backend's variables and hosts are
+//! where they must be, and nowhere else (no component holds a secret it does not use).
+
+use std::collections::BTreeSet;
+
+use spin_osb_core::backend::registry;
+use spin_osb_e2e::repo_root;
+
+/// The components that run backend steps: the operations and the polls that advance them.
+const BACKEND_COMPONENTS: &[&str] = &[
+    "osb-provision",
+    "osb-update",
+    "osb-deprovision",
+    "osb-bind",
+    "osb-unbind",
+    "osb-instance-last-operation",
+    "osb-binding-last-operation",
+];
+
+fn manifest() -> toml::Table {
+    let text = std::fs::read_to_string(repo_root().join("spin.toml")).unwrap();
+    text.parse().expect("spin.toml parses")
+}
+
+fn strings(value: Option<&toml::Value>) -> BTreeSet<String> {
+    value
+        .and_then(toml::Value::as_array)
+        .map(|items| {
+            items
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_backend_component_has_every_backend_variable_and_host_and_no_other_component_does() {
+    let manifest = manifest();
+    let declared: BTreeSet<&str> = manifest["variables"]
+        .as_table()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    let variables = registry::variables();
+    let hosts = registry::outbound_hosts();
+    assert!(!variables.is_empty() && !hosts.is_empty());
+    let mut problems = Vec::new();
+    for variable in &variables {
+        if !declared.contains(variable) {
+            problems.push(format!("[variables] lacks {variable}"));
+        }
+    }
+    let components = manifest["component"].as_table().unwrap();
+    for (id, component) in components {
+        let mapped: BTreeSet<String> = component
+            .get("variables")
+            .and_then(toml::Value::as_table)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        let allowed = strings(component.get("allowed_outbound_hosts"));
+        let runs_backends = BACKEND_COMPONENTS.contains(&id.as_str());
+        for variable in &variables {
+            let expected = format!("{{{{ {variable} }}}}");
+            let value = component
+                .get("variables")
+                .and_then(|t| t.get(*variable))
+                .and_then(toml::Value::as_str);
+            match (runs_backends, value) {
+                (true, Some(value)) if value == expected => {}
+                (true, _) => problems.push(format!(
+                    "[component.{id}.variables] needs {variable} = \"{expected}\""
+                )),
+                (false, Some(_)) => problems.push(format!(
+                    "[component.{id}.variables] has {variable}, which only backend components need"
+                )),
+                (false, None) => {}
+            }
+        }
+        for host in &hosts {
+            match (runs_backends, allowed.contains(*host)) {
+                (true, false) => problems.push(format!(
+                    "[component.{id}] allowed_outbound_hosts needs \"{host}\""
+                )),
+                (false, true) => problems.push(format!(
+                    "[component.{id}] allows \"{host}\", which only backend components call"
+                )),
+                _ => {}
+            }
+        }
+        if runs_backends && mapped.is_empty() {
+            problems.push(format!("[component.{id}] has no variables"));
+        }
+    }
+    for id in BACKEND_COMPONENTS {
+        if !components.contains_key(*id) {
+            problems.push(format!("spin.toml has no component {id}"));
+        }
+    }
+    assert!(problems.is_empty(), "spin.toml:\n{}", problems.join("\n"));
+}
