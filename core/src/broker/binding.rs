@@ -6,9 +6,8 @@ use crate::backend::{BackendError, Step, StepInput};
 use crate::error::OsbError;
 use crate::http::{validate_id, OsbRequest, OsbResponse};
 use crate::state::{
-    binding_key, create_after_read, fingerprint, instance_key, read, replace, BindingRecord,
-    Created, InstanceRecord, Operation, OperationKind, OperationState, Status, Stored,
-    SCHEMA_VERSION,
+    binding_key, create_record, fingerprint, instance_key, read, BindingRecord, Created,
+    InstanceRecord, Operation, OperationKind, OperationState, Status, Stored, SCHEMA_VERSION,
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
@@ -128,20 +127,8 @@ impl Broker<'_> {
         if seen.is_none() {
             crate::expiry::note_binding(self.kv, instance_id, binding_id)?;
         }
-        let stored = match create_after_read(self.kv, self.env, &key, &record, seen)? {
+        let stored = match create_record(self.kv, self.env, &key, &record, seen)? {
             Created::New(stored) => stored,
-            Created::Existing(existing) if existing.value.status == Status::Deleted => {
-                let replaced = if existing.value.expiring {
-                    None
-                } else {
-                    replace(self.kv, self.env, &key, &existing, &record)?
-                };
-                replaced.ok_or_else(|| {
-                    OsbError::concurrency(format!(
-                        "another request for binding {binding_id} is in progress"
-                    ))
-                })?
-            }
             Created::Existing(existing) => {
                 return self
                     .bind_again(&key, existing, &record.request_fingerprint, asynchronous)

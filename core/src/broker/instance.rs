@@ -8,9 +8,9 @@ use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
 use crate::state::{
-    create, fingerprint, instance_key, read, replace, Created, InstanceMetadata, InstanceRecord,
-    Operation, OperationKind, OperationState, PendingUpdate, Record, Status, Stored,
-    SCHEMA_VERSION,
+    create_record, fingerprint, instance_key, read, replace, Created, InstanceMetadata,
+    InstanceRecord, Operation, OperationKind, OperationState, PendingUpdate, Record, Status,
+    Stored, SCHEMA_VERSION,
 };
 use crate::types::{
     parse_body, require_non_empty, require_present, ProvisionRequest, UpdateRequest,
@@ -81,22 +81,10 @@ impl Broker<'_> {
         record.metadata = plan.instance_metadata(&record);
 
         let key = instance_key(instance_id);
-        let stored = match create(self.kv, self.env, &key, &record)? {
+        // An id used before and deprovisioned starts afresh over its tombstone.
+        let seen = read(self.kv, &key)?;
+        let stored = match create_record(self.kv, self.env, &key, &record, seen)? {
             Created::New(stored) => stored,
-            Created::Existing(existing) if existing.value.status == Status::Deleted => {
-                // The id was used before and deprovisioned: start afresh over the tombstone
-                // (unless it is being removed for good right now).
-                let replaced = if existing.value.expiring {
-                    None
-                } else {
-                    replace(self.kv, self.env, &key, &existing, &record)?
-                };
-                replaced.ok_or_else(|| {
-                    OsbError::concurrency(format!(
-                        "another request for instance {instance_id} is in progress"
-                    ))
-                })?
-            }
             Created::Existing(existing) => {
                 return self
                     .provision_again(&key, existing, &record, accepts_incomplete, is_async)

@@ -4,7 +4,8 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::store::{encode, read, Stored, WriteStamp};
+use super::store::{encode, read, replace, Stored, WriteStamp};
+use super::{Record, Status};
 use crate::env::Env;
 use crate::error::OsbError;
 use crate::kv::Kv;
@@ -142,4 +143,32 @@ fn read_generation(kv: &dyn Kv, key: &str) -> Result<u64, OsbError> {
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.parse().ok())
         .unwrap_or(0))
+}
+
+/// [`create_after_read`] for instance and binding records, whose deletion leaves a
+/// tombstone: a tombstone is replaced by `record` as if the id were free, unless it is being
+/// expired right now or another request replaced it first (422: the platform retries).
+pub fn create_record<R: Record>(
+    kv: &dyn Kv,
+    env: &dyn Env,
+    key: &str,
+    record: &R,
+    seen: Option<Stored<R>>,
+) -> Result<Created<R>, OsbError> {
+    match create_after_read(kv, env, key, record, seen)? {
+        Created::Existing(existing) if existing.value.status() == Status::Deleted => {
+            let replaced = if existing.value.expiring() {
+                None
+            } else {
+                replace(kv, env, key, &existing, record)?
+            };
+            replaced.map(Created::New).ok_or_else(|| {
+                OsbError::concurrency(format!(
+                    "another request for {} is in progress",
+                    record.label()
+                ))
+            })
+        }
+        created => Ok(created),
+    }
 }

@@ -24,7 +24,7 @@ mod fingerprint;
 mod records;
 mod store;
 
-pub use claims::{create, create_after_read, delete_claims, Created};
+pub use claims::{create, create_after_read, create_record, delete_claims, Created};
 pub use fingerprint::fingerprint;
 pub use records::{
     BindingRecord, Done, InstanceMetadata, InstanceRecord, Operation, OperationKind,

@@ -378,8 +378,33 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn history_mut(&mut self) -> &mut Vec<OperationSummary>;
     /// The service and plan whose backend runs the current operation.
     fn operation_plan(&self) -> (&str, &str);
-    /// Applies the end of the current operation to the record.
-    fn conclude(&mut self, outcome: Outcome);
+    /// Whether the record is a tombstone being expired (no creation may replace it).
+    fn expiring(&self) -> bool;
+    /// What the end of an operation of `kind` changes in the record itself (its status,
+    /// data, credentials); the operation's own state is set by [`Record::conclude`].
+    fn apply(&mut self, kind: OperationKind, outcome: Outcome);
+
+    /// Ends the current operation with `outcome`.
+    fn conclude(&mut self, outcome: Outcome) {
+        let operation = self.operation_mut();
+        let kind = operation.kind;
+        match &outcome {
+            Outcome::Done(done) => {
+                operation.state = OperationState::Succeeded;
+                operation.description = Some(
+                    done.description
+                        .clone()
+                        .unwrap_or_else(|| default_done(kind).to_string()),
+                );
+            }
+            Outcome::Failed(description) => {
+                operation.state = OperationState::Failed;
+                operation.description = Some(description.clone());
+            }
+        }
+        operation.retry_after = None;
+        self.apply(kind, outcome);
+    }
 
     /// Replaces the current operation, keeping a summary of the old one.
     fn begin(&mut self, operation: Operation) {
@@ -419,14 +444,13 @@ impl Record for InstanceRecord {
         (&self.service_id, plan_id)
     }
 
-    fn conclude(&mut self, outcome: Outcome) {
-        let kind = self.operation.kind;
+    fn expiring(&self) -> bool {
+        self.expiring
+    }
+
+    fn apply(&mut self, kind: OperationKind, outcome: Outcome) {
         match outcome {
             Outcome::Done(done) => {
-                self.operation.state = OperationState::Succeeded;
-                self.operation.description = done
-                    .description
-                    .or_else(|| Some(default_done(kind).to_string()));
                 if let Some(data) = done.instance_data {
                     self.backend = data;
                 }
@@ -444,23 +468,18 @@ impl Record for InstanceRecord {
                     OperationKind::Bind | OperationKind::Unbind => {}
                 }
             }
-            Outcome::Failed(description) => {
-                self.operation.state = OperationState::Failed;
-                self.operation.description = Some(description);
-                match kind {
-                    OperationKind::Provision => self.status = Status::Failed,
-                    OperationKind::Update => {
-                        self.operation.instance_usable = Some(true);
-                        self.operation.update_repeatable = Some(true);
-                    }
-                    OperationKind::Deprovision => {
-                        self.operation.instance_usable = Some(self.status == Status::Ready)
-                    }
-                    OperationKind::Bind | OperationKind::Unbind => {}
+            Outcome::Failed(_) => match kind {
+                OperationKind::Provision => self.status = Status::Failed,
+                OperationKind::Update => {
+                    self.operation.instance_usable = Some(true);
+                    self.operation.update_repeatable = Some(true);
                 }
-            }
+                OperationKind::Deprovision => {
+                    self.operation.instance_usable = Some(self.status == Status::Ready)
+                }
+                OperationKind::Bind | OperationKind::Unbind => {}
+            },
         }
-        self.operation.retry_after = None;
     }
 }
 
@@ -487,38 +506,26 @@ impl Record for BindingRecord {
         (&self.service_id, &self.plan_id)
     }
 
-    fn conclude(&mut self, outcome: Outcome) {
-        let kind = self.operation.kind;
-        match outcome {
-            Outcome::Done(done) => {
-                self.operation.state = OperationState::Succeeded;
-                self.operation.description = done
-                    .description
-                    .or_else(|| Some(default_done(kind).to_string()));
-                match kind {
-                    OperationKind::Bind => {
-                        self.status = Status::Ready;
-                        self.credentials = done.credentials;
-                        if let Some(endpoints) = done.endpoints {
-                            self.backend["endpoints"] = endpoints;
-                        }
-                        if let Some(data) = done.instance_data {
-                            self.backend["data"] = data;
-                        }
-                    }
-                    OperationKind::Unbind => self.become_tombstone(),
-                    _ => {}
+    fn expiring(&self) -> bool {
+        self.expiring
+    }
+
+    fn apply(&mut self, kind: OperationKind, outcome: Outcome) {
+        match (kind, outcome) {
+            (OperationKind::Bind, Outcome::Done(done)) => {
+                self.status = Status::Ready;
+                self.credentials = done.credentials;
+                if let Some(endpoints) = done.endpoints {
+                    self.backend["endpoints"] = endpoints;
+                }
+                if let Some(data) = done.instance_data {
+                    self.backend["data"] = data;
                 }
             }
-            Outcome::Failed(description) => {
-                self.operation.state = OperationState::Failed;
-                self.operation.description = Some(description);
-                if kind == OperationKind::Bind {
-                    self.status = Status::Failed;
-                }
-            }
+            (OperationKind::Unbind, Outcome::Done(_)) => self.become_tombstone(),
+            (OperationKind::Bind, Outcome::Failed(_)) => self.status = Status::Failed,
+            _ => {}
         }
-        self.operation.retry_after = None;
     }
 }
 
