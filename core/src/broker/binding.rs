@@ -215,26 +215,15 @@ impl Broker<'_> {
                 current.service_id, current.plan_id
             )));
         }
-        let plan = self.known_plan(&current.service_id, &current.plan_id)?;
-        let (plan_backend, deadline) = match &plan {
-            Some(plan) => (&plan.backend, plan.maximum_polling_duration),
-            // The plan left the catalog: unbind with what the records say.
-            None => {
-                let backend = instance.as_ref().and_then(remnant_backend).ok_or_else(|| {
-                    OsbError::bad_request(format!(
-                        "plan_id {:?} is not a plan of service {:?}",
-                        current.plan_id, current.service_id
-                    ))
-                })?;
-                (backend, backend.default_deadline_seconds())
-            }
-        };
-        let backend = plan_backend.backend(self.services());
+        // A plan that left the catalog: unbind with what the records say.
+        let deleting =
+            self.deleting_backend(&current.service_id, &current.plan_id, instance.as_ref())?;
+        let backend = deleting.config().backend(self.services());
         let is_async = backend.is_async(OperationKind::Unbind);
         let deletion = Deletion {
             asynchronous_plan: is_async,
             accepts_incomplete,
-            deadline_after: deadline,
+            deadline_after: deleting.deadline(),
         };
         self.delete(&key, stored, deletion, instance).await
     }

@@ -331,20 +331,9 @@ impl Broker<'_> {
                 current.service_id, current.plan_id
             )));
         }
-        let plan = self.known_plan(&current.service_id, &current.plan_id)?;
-        let (plan_backend, deadline) = match &plan {
-            Some(plan) => (&plan.backend, plan.maximum_polling_duration),
-            None => {
-                let backend = remnant_backend(current).ok_or_else(|| {
-                    OsbError::bad_request(format!(
-                        "plan_id {:?} is not a plan of service {:?}",
-                        current.plan_id, current.service_id
-                    ))
-                })?;
-                (backend, backend.default_deadline_seconds())
-            }
-        };
-        let backend = plan_backend.backend(self.services());
+        let deleting =
+            self.deleting_backend(&current.service_id, &current.plan_id, Some(current))?;
+        let backend = deleting.config().backend(self.services());
         let is_async = backend.is_async(OperationKind::Deprovision);
         if current.operation.in_progress() {
             match current.operation.kind {
@@ -370,7 +359,7 @@ impl Broker<'_> {
         let deletion = Deletion {
             asynchronous_plan: is_async,
             accepts_incomplete,
-            deadline_after: deadline,
+            deadline_after: deleting.deadline(),
         };
         self.delete(&key, stored, deletion, ()).await
     }

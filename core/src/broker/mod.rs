@@ -18,13 +18,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::Services;
-use crate::catalog::{CatalogLookup, CompiledPlan, LookupError};
+use crate::catalog::{CatalogLookup, CompiledPlan, LookupError, PlanBackend};
 use crate::env::Env;
 use crate::error::OsbError;
 use crate::http::{resolve, Endpoint, OsbRequest, OsbResponse};
 use crate::kv::Kv;
 use crate::outbound::{Config, HttpClient, Outbound};
 use crate::parameter_check::ParameterChecker;
+use crate::state::InstanceRecord;
 
 /// Seconds a poll may hold an operation while it calls the backend.
 pub const LEASE_SECONDS: u64 = 30;
@@ -219,6 +220,28 @@ impl Broker<'_> {
         }
     }
 
+    /// The backend that deletes a resource of `service_id`/`plan_id`: the plan's, or, when
+    /// the plan has left the catalog, the remnant of the backend `instance` was provisioned
+    /// with (see [`crate::catalog::PlanBackend::remnant`]).
+    fn deleting_backend(
+        &self,
+        service_id: &str,
+        plan_id: &str,
+        instance: Option<&InstanceRecord>,
+    ) -> Result<DeletingBackend, OsbError> {
+        if let Some(plan) = self.known_plan(service_id, plan_id)? {
+            return Ok(DeletingBackend::Plan(plan));
+        }
+        instance
+            .and_then(instance::remnant_backend)
+            .map(DeletingBackend::Remnant)
+            .ok_or_else(|| {
+                OsbError::bad_request(format!(
+                    "plan_id {plan_id:?} is not a plan of service {service_id:?}"
+                ))
+            })
+    }
+
     /// Whether steps on the plan's backend may run without a lease (see
     /// [`crate::catalog::PlanBackend::steps_are_local`]); a plan that has left the catalog, or a
     /// catalog that cannot be read, takes the lease.
@@ -235,5 +258,28 @@ fn required_query<'r>(request: &'r OsbRequest, name: &str) -> Result<&'r str, Os
         _ => Err(OsbError::bad_request(format!(
             "the query parameter {name} is required"
         ))),
+    }
+}
+
+/// See [`Broker::deleting_backend`].
+enum DeletingBackend {
+    Plan(Arc<CompiledPlan>),
+    Remnant(&'static PlanBackend),
+}
+
+impl DeletingBackend {
+    fn config(&self) -> &PlanBackend {
+        match self {
+            DeletingBackend::Plan(plan) => &plan.backend,
+            DeletingBackend::Remnant(backend) => backend,
+        }
+    }
+
+    /// The deletion's deadline: the plan's, else the backend's default.
+    fn deadline(&self) -> Option<u64> {
+        match self {
+            DeletingBackend::Plan(plan) => plan.maximum_polling_duration,
+            DeletingBackend::Remnant(backend) => backend.default_deadline_seconds(),
+        }
     }
 }

@@ -8,7 +8,7 @@ use super::api::{Api, ObjectRef};
 use super::objects::{is_dns_subdomain, union, Owner};
 use super::{confine, in_progress, owner_label, Kubernetes, Phase, Placement, Progress, Verdict};
 use crate::backend::{Backend, BackendError, Done, Step, StepInput};
-use crate::state::OperationKind;
+use crate::state::{BindingRecord, OperationKind};
 use crate::template;
 
 impl Kubernetes<'_> {
@@ -18,13 +18,7 @@ impl Kubernetes<'_> {
         input: &StepInput<'_>,
         mut progress: Progress,
     ) -> Result<Step, BackendError> {
-        let binding = input
-            .binding
-            .ok_or_else(|| BackendError::Permanent("bind without a binding".into()))?;
-        let owner = Owner {
-            instance_id: &input.instance.instance_id,
-            binding_id: Some(&binding.binding_id),
-        };
+        let (_, owner) = binding_owner(input)?;
         let namespace = match Placement::from_record(&input.instance.backend).namespace {
             Some(namespace) => namespace,
             None => self.instance_context(input)?.1,
@@ -129,13 +123,7 @@ impl Kubernetes<'_> {
         input: &StepInput<'_>,
         mut progress: Progress,
     ) -> Result<Step, BackendError> {
-        let binding = input
-            .binding
-            .ok_or_else(|| BackendError::Permanent("unbind without a binding".into()))?;
-        let owner = Owner {
-            instance_id: &input.instance.instance_id,
-            binding_id: Some(&binding.binding_id),
-        };
+        let (binding, owner) = binding_owner(input)?;
         if progress.phase != Phase::Delete {
             let mut targets = binding
                 .backend
@@ -157,4 +145,18 @@ impl Kubernetes<'_> {
         }
         self.await_deletion(api, progress).await
     }
+}
+
+/// The binding of a bind/unbind step, and the owner its objects carry.
+fn binding_owner<'i>(
+    input: &StepInput<'i>,
+) -> Result<(&'i BindingRecord, Owner<'i>), BackendError> {
+    let binding = input
+        .binding
+        .ok_or_else(|| BackendError::Permanent(format!("{:?} without a binding", input.kind)))?;
+    let owner = Owner {
+        instance_id: &input.instance.instance_id,
+        binding_id: Some(&binding.binding_id),
+    };
+    Ok((binding, owner))
 }

@@ -161,10 +161,7 @@ impl<'a> Kubernetes<'a> {
         input: &StepInput<'_>,
         mut progress: Progress,
     ) -> Result<Step, BackendError> {
-        let owner = Owner {
-            instance_id: &input.instance.instance_id,
-            binding_id: None,
-        };
+        let owner = Owner::instance(&input.instance.instance_id);
         if progress.phase == Phase::Apply {
             let (ctx, namespace) = self.instance_context(input)?;
             if self.config.namespace.create {
@@ -226,10 +223,7 @@ impl<'a> Kubernetes<'a> {
         input: &StepInput<'_>,
         mut progress: Progress,
     ) -> Result<Step, BackendError> {
-        let owner = Owner {
-            instance_id: &input.instance.instance_id,
-            binding_id: None,
-        };
+        let owner = Owner::instance(&input.instance.instance_id);
         if progress.phase != Phase::Delete {
             let mut placement = Placement::from_record(&input.instance.backend);
             // Re-render when the plan still exists: an instance whose provision or update

@@ -27,7 +27,15 @@ pub struct Owner<'a> {
     pub binding_id: Option<&'a str>,
 }
 
-impl Owner<'_> {
+impl<'a> Owner<'a> {
+    /// The instance itself (its own objects, not a binding's).
+    pub fn instance(instance_id: &'a str) -> Self {
+        Owner {
+            instance_id,
+            binding_id: None,
+        }
+    }
+
     /// Adds the broker's labels and annotations to `object`'s metadata.
     pub fn mark(&self, object: &mut Value) {
         let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) else {
