@@ -10,6 +10,7 @@ pub mod app;
 pub mod bindings;
 pub mod build_cmd;
 pub mod client_tls;
+mod engine;
 pub mod guest_output;
 pub mod kv_host;
 pub mod manifest;
