@@ -18,18 +18,3 @@ pub fn free_port() -> u16 {
 pub fn is_listening(addr: SocketAddr) -> bool {
     TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_free_port_is_not_listening_until_bound() {
-        let port = free_port();
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        assert!(!is_listening(addr));
-        let listener = TcpListener::bind(addr).expect("the port is free");
-        assert!(is_listening(addr));
-        drop(listener);
-    }
-}
