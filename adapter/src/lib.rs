@@ -49,6 +49,17 @@ pub fn serve_parameter_check(request: Request) -> Response {
     to_spin_response(response, &osb_request)
 }
 
+/// Serves the operator API (`/operator/...`, its own credentials; see
+/// `spin_osb_core::operator`).
+pub fn serve_operator(request: Request) -> Response {
+    let osb_request = to_osb_request(&request);
+    let response = match SpinKv::open(STATE_STORE) {
+        Ok(kv) => spin_osb_core::operator::serve(&kv, &SpinVariables, &osb_request),
+        Err(error) => OsbError::from(error).into(),
+    };
+    to_spin_response(response, &osb_request)
+}
+
 /// Serves one OSB endpoint that uses state, after admitting the request (whether it came
 /// straight from the platform or through the gateway): `serve` is the [`Broker`]'s
 /// `serve_*` method of `endpoint`, e.g.

@@ -55,6 +55,10 @@ impl OsbError {
         )
         .with_header("WWW-Authenticate", "Basic realm=\"spin-osb\"")
     }
+    /// 403: the request is refused whoever sends it (a disabled API).
+    pub fn forbidden(description: impl Into<String>) -> Self {
+        Self::new(403, None, description)
+    }
     /// 404: the resource does not exist (or is still being created).
     pub fn not_found(description: impl Into<String>) -> Self {
         Self::new(404, None, description)

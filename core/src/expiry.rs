@@ -24,8 +24,11 @@ use serde_json::Value;
 
 use crate::env::Env;
 use crate::error::OsbError;
+use crate::index::parse_counter;
 use crate::kv::Kv;
-use crate::state::{binding_key, delete_claims, instance_key, read, replace};
+use crate::state::{
+    binding_index, binding_key, delete_claims, instance_index, instance_key, read, replace,
+};
 
 /// How long a tombstone is kept after its deletion started.
 pub const TOMBSTONE_TTL_SECONDS: u64 = 86_400;
@@ -53,23 +56,11 @@ fn entry_key(bucket: u64, entry: u64) -> String {
     format!("osb/v1/expiry/{bucket}/{entry}")
 }
 
-fn binding_count_key(instance_id: &str) -> String {
-    format!("{}/binding-index/n", instance_key(instance_id))
-}
-
-fn binding_entry_key(instance_id: &str, entry: u64) -> String {
-    format!("{}/binding-index/{entry}", instance_key(instance_id))
-}
-
 /// Writes `binding_id` into the index of `instance_id`'s bindings, before the binding's
 /// record is created (an entry whose record never appears costs the expiry one read; a
 /// record without an entry would never be deleted).
 pub fn note_binding(kv: &dyn Kv, instance_id: &str, binding_id: &str) -> Result<(), OsbError> {
-    let entry = kv.increment(&binding_count_key(instance_id), 1)?;
-    kv.set(
-        &binding_entry_key(instance_id, entry.max(0) as u64),
-        binding_id.as_bytes(),
-    )?;
+    binding_index(instance_id).append(kv, binding_id)?;
     Ok(())
 }
 
@@ -173,6 +164,9 @@ fn expire(
             kv.set(&entry_key(bucket, entry.max(0) as u64), key.as_bytes())?;
             return Ok(0);
         }
+        if let Some(slot) = record.get("index_slot").and_then(Value::as_u64) {
+            instance_index().remove(kv, slot)?;
+        }
     }
     delete_claims(kv, key)?;
     kv.delete(key)?;
@@ -182,29 +176,20 @@ fn expire(
 /// Deletes up to `BINDINGS_PER_EXPIRY` of the bindings indexed for `instance_id`, last
 /// first. `Ok(true)` when none is left (and the index is gone).
 fn expire_bindings(kv: &dyn Kv, instance_id: &str) -> Result<bool, OsbError> {
-    let count_key = binding_count_key(instance_id);
-    let count = read_count(kv, &count_key)?;
-    let stop = count.saturating_sub(BINDINGS_PER_EXPIRY);
-    for entry in (stop + 1..=count).rev() {
-        let entry_key = binding_entry_key(instance_id, entry);
-        if let Some(binding_id) = kv.get(&entry_key)?.and_then(|b| String::from_utf8(b).ok()) {
+    let index = binding_index(instance_id);
+    let len = index.len(kv)?;
+    let stop = len.saturating_sub(BINDINGS_PER_EXPIRY);
+    for slot in (stop + 1..=len).rev() {
+        if let Some(binding_id) = index.get(kv, slot)? {
             let key = binding_key(instance_id, &binding_id);
-            if kv.get(&key)?.is_some() {
-                delete_claims(kv, &key)?;
-                kv.delete(&key)?;
-            }
+            delete_claims(kv, &key)?;
+            kv.delete(&key)?;
         }
-        kv.delete(&entry_key)?;
+        index.remove(kv, slot)?;
     }
-    if stop > 0 {
-        // Nobody increments the index of a deleted instance: the count can be rewritten.
-        kv.set(&count_key, stop.to_string().as_bytes())?;
-        return Ok(false);
-    }
-    if count > 0 {
-        kv.delete(&count_key)?;
-    }
-    Ok(true)
+    // Nobody appends to the index of a deleted instance: its length can be rewritten.
+    index.truncate(kv, stop)?;
+    Ok(stop == 0)
 }
 
 fn parse_cursor(value: &Value) -> Option<(u64, u64)> {
@@ -216,17 +201,4 @@ fn read_count(kv: &dyn Kv, key: &str) -> Result<u64, OsbError> {
         .get(key)?
         .and_then(|bytes| parse_counter(&bytes))
         .unwrap_or(0))
-}
-
-/// A counter as `increment` left it: decimal text (our stores, Redis) or 8 little-endian
-/// bytes (Spin's SQLite store).
-fn parse_counter(bytes: &[u8]) -> Option<u64> {
-    if let Some(n) = std::str::from_utf8(bytes)
-        .ok()
-        .and_then(|text| text.trim().parse::<i64>().ok())
-    {
-        return u64::try_from(n).ok();
-    }
-    let bytes: [u8; 8] = bytes.try_into().ok()?;
-    u64::try_from(i64::from_le_bytes(bytes)).ok()
 }

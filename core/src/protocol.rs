@@ -64,10 +64,21 @@ pub fn check_basic_auth(
     username: &str,
     password: &str,
 ) -> Result<(), OsbError> {
+    check_credentials(header, username, password, "broker_password")
+}
+
+/// [`check_basic_auth`] against the credentials whose password is the Spin variable
+/// `variable` (named in the message when it is too short).
+pub fn check_credentials(
+    header: Option<&str>,
+    username: &str,
+    password: &str,
+    variable: &str,
+) -> Result<(), OsbError> {
     if password.chars().count() < MIN_PASSWORD_CHARS {
         return Err(OsbError::internal(format!(
-            "the broker's password (variable broker_password) is empty or shorter than \
-             {MIN_PASSWORD_CHARS} characters; the broker admits no one until it is set"
+            "the password (variable {variable}) is empty or shorter than \
+             {MIN_PASSWORD_CHARS} characters; no one is admitted until it is set"
         )));
     }
     let Some((user, pass)) = header.and_then(basic_credentials) else {

@@ -8,9 +8,9 @@ use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
 use crate::state::{
-    create_record, fingerprint, instance_key, read, replace, Created, InstanceMetadata,
-    InstanceRecord, Operation, OperationKind, OperationState, PendingUpdate, Record, Status,
-    Stored, SCHEMA_VERSION,
+    create_record, fingerprint, instance_index, instance_key, read, replace, Created,
+    InstanceMetadata, InstanceRecord, Operation, OperationKind, OperationState, PendingUpdate,
+    Record, Status, Stored, SCHEMA_VERSION,
 };
 use crate::types::{
     parse_body, require_non_empty, require_present, ProvisionRequest, UpdateRequest,
@@ -76,6 +76,7 @@ impl Broker<'_> {
             backend: Value::Null,
             request_fingerprint,
             expiring: false,
+            index_slot: None,
         };
         record.dashboard_url = plan.render_dashboard_url(&record)?;
         record.metadata = plan.instance_metadata(&record);
@@ -83,6 +84,14 @@ impl Broker<'_> {
         let key = instance_key(instance_id);
         // An id used before and deprovisioned starts afresh over its tombstone.
         let seen = read(self.kv, &key)?;
+        if seen
+            .as_ref()
+            .is_none_or(|s: &Stored<InstanceRecord>| s.value.status == Status::Deleted)
+        {
+            // Into the index before the record exists, so that no instance is ever missing
+            // from it; of concurrent identical creators only the winner's slot counts.
+            record.index_slot = Some(instance_index().append(self.kv, instance_id)?);
+        }
         let stored = match create_record(self.kv, self.env, &key, &record, seen)? {
             Created::New(stored) => stored,
             Created::Existing(existing) => {

@@ -7,7 +7,8 @@
 //! |---------------------------------------|-----------------------------------------|
 //! | `osb/v1/instance/{iid}`               | [`InstanceRecord`] as JSON              |
 //! | `osb/v1/instance/{iid}/claim/g{n}`    | creation claim counter (generation n)   |
-//! | `osb/v1/instance/{iid}/binding-index/{k}` | k-th binding id created ([`crate::expiry`]) |
+//! | `osb/v1/instance/{iid}/binding-index/{k}` | k-th binding id created ([`binding_index`]) |
+//! | `osb/v1/index/instances/{k}`          | k-th instance id created ([`instance_index`]) |
 //! | `osb/v1/binding/{iid}/{bid}`          | [`BindingRecord`] as JSON               |
 //! | `osb/v1/binding/{iid}/{bid}/claim/g{n}` | creation claim counter                |
 //!
@@ -38,6 +39,18 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Key of an instance record.
 pub fn instance_key(instance_id: &str) -> String {
     format!("osb/v1/instance/{instance_id}")
+}
+
+/// The index of every instance ever created (see [`crate::index`]), for listing without
+/// reading the store's key list.
+pub fn instance_index() -> crate::index::Index {
+    crate::index::Index::new("osb/v1/index/instances")
+}
+
+/// The index of an instance's bindings: what expiry deletes with the instance, and what
+/// the operator API lists.
+pub fn binding_index(instance_id: &str) -> crate::index::Index {
+    crate::index::Index::new(format!("{}/binding-index", instance_key(instance_id)))
 }
 
 /// Key of a binding record.

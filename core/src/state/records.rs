@@ -256,6 +256,9 @@ pub struct InstanceRecord {
     /// ([`crate::expiry`]): a creation of the same id waits instead of replacing it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub expiring: bool,
+    /// Its slot in [`crate::state::instance_index`], taken just before it was created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_slot: Option<u64>,
 }
 
 impl InstanceRecord {

@@ -309,6 +309,7 @@ impl World<MemoryKv> {
                 !k.contains("/claim/")
                     && !k.contains("/binding-index/")
                     && !k.starts_with("osb/v1/expiry/")
+                    && !k.starts_with("osb/v1/index/")
             })
             .collect()
     }
@@ -632,6 +633,7 @@ mod deprovision;
 mod fetch_binding;
 mod fetch_instance;
 mod instance_last_operation;
+mod operator;
 mod provision;
 mod robustness;
 mod routing;
