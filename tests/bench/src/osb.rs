@@ -3,13 +3,16 @@
 //! gateway answers 401 without calling an endpoint component) measured in the same run.
 //!
 //! Workloads, all through HTTP on loopback except the 100,000-instance seeding, which
-//! copies one real instance record directly into the host's SQLite store:
+//! copies one real instance record (and its instance-index entry) directly into the host's
+//! SQLite store:
 //! - `GET /v2/catalog`, 1 connection;
 //! - `last_operation` of a finished async instance, 1 and 16 connections;
 //! - provision → bind → unbind → deprovision on the sync credentials plan, 1 and 4
 //!   connections (a "request" is a whole cycle);
 //! - the same provision with parameters, which the schema check sends to `osb-parameters`;
 //! - `last_operation` with 10 and with 100,000 stored instances;
+//! - an operator API page (`GET /operator/instances`) of 10 instances with 10 stored, and
+//!   from the middle of the index with 100,000 stored;
 //! - component sizes and the first start after a build (empty compiled-code cache) to the
 //!   first 200.
 //!
@@ -32,6 +35,9 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 const PASSWORD: &str = "bench-password";
+const OPERATOR_PASSWORD: &str = "bench-operator-password";
+/// Instances on an operator API page in the listing workloads.
+const PAGE: u64 = 10;
 const SERVICE_ID: &str = "2e7edef7-6281-46fe-8349-5110cfcdca61";
 const SYNC_PLAN: &str = "be528205-62b7-4eb7-ac6a-034c732eb1ae";
 const ASYNC_PLAN: &str = "42ac6998-3b8a-46c8-aeb6-9cea0501d880";
@@ -78,6 +84,8 @@ impl Step {
 #[derive(Clone, Copy, PartialEq)]
 enum Auth {
     Broker,
+    /// The operator API's own credentials.
+    Operator,
     None,
 }
 
@@ -118,6 +126,7 @@ impl Measured {
 struct Client {
     addr: SocketAddr,
     auth_header: String,
+    operator_header: String,
 }
 
 impl Client {
@@ -143,8 +152,10 @@ impl Client {
             .uri(&step.path)
             .header("host", self.addr.to_string())
             .header("x-broker-api-version", "2.17");
-        if auth == Auth::Broker {
-            builder = builder.header("authorization", &self.auth_header);
+        match auth {
+            Auth::Broker => builder = builder.header("authorization", &self.auth_header),
+            Auth::Operator => builder = builder.header("authorization", &self.operator_header),
+            Auth::None => {}
         }
         let body = match &step.body {
             Some(body) => {
@@ -291,6 +302,7 @@ impl Broker {
             .args(["--listen", "127.0.0.1:0", "--state-dir"])
             .arg(state.path().join("state"))
             .env("SPIN_VARIABLE_BROKER_PASSWORD", PASSWORD)
+            .env("SPIN_VARIABLE_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
             .env("SPIN_OSB_CACHE_DIR", cache)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -341,10 +353,16 @@ impl Broker {
 
     fn client(&self) -> Arc<Client> {
         use base64::Engine;
-        let token = base64::engine::general_purpose::STANDARD.encode(format!("broker:{PASSWORD}"));
+        let basic = |credentials: String| {
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(credentials)
+            )
+        };
         Arc::new(Client {
             addr: self.addr,
-            auth_header: format!("Basic {token}"),
+            auth_header: basic(format!("broker:{PASSWORD}")),
+            operator_header: basic(format!("operator:{OPERATOR_PASSWORD}")),
         })
     }
 
@@ -450,35 +468,53 @@ fn repeat(
     Arc::new(move |_| vec![Step::new(method, path.clone(), expect)])
 }
 
-/// Copies instance `template_id`'s record under `count` new ids in one transaction.
-fn seed_instances(store: &Path, template_id: &str, count: u64) -> Result<Duration> {
+/// Copies instance `template_id`'s record under `count` new ids in one transaction, each
+/// appended to the instance index as a provision would (so the operator API lists them).
+/// Returns how long it took and the index slot the copies start after.
+fn seed_instances(store: &Path, template_id: &str, count: u64) -> Result<(Duration, u64)> {
+    const INDEX: &str = "osb/v1/index/instances";
     let started = Instant::now();
     let mut db = rusqlite::Connection::open(store)?;
     db.busy_timeout(Duration::from_secs(10))?;
+    let read = |db: &rusqlite::Connection, key: &str| -> Result<Option<Vec<u8>>> {
+        let mut query =
+            db.prepare("SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1")?;
+        let mut rows = query.query([key])?;
+        Ok(match rows.next()? {
+            Some(row) => Some(row.get(0)?),
+            None => None,
+        })
+    };
     let key = format!("osb/v1/instance/{template_id}");
-    let template: Vec<u8> = db.query_row(
-        "SELECT value FROM spin_key_value WHERE store = 'default' AND key = ?1",
-        [&key],
-        |row| row.get(0),
-    )?;
-    let template = String::from_utf8(template)?;
-    if !template.contains(template_id) {
-        bail!("the record of {template_id} does not name its id; cannot copy it");
-    }
+    let template = read(&db, &key)?.with_context(|| format!("no record {key}"))?;
+    let mut template: serde_json::Value = serde_json::from_slice(&template)?;
+    let base: u64 = read(&db, &format!("{INDEX}/n"))?
+        .and_then(|n| String::from_utf8(n).ok())
+        .and_then(|n| n.parse().ok())
+        .context("the instance index has no count")?;
     let tx = db.transaction()?;
     {
-        let mut insert = tx
-            .prepare("INSERT INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)")?;
+        let mut upsert = tx.prepare(
+            "INSERT OR REPLACE INTO spin_key_value (store, key, value) VALUES ('default', ?1, ?2)",
+        )?;
         for n in 0..count {
             let id = format!("seeded-{n:08}");
-            insert.execute(rusqlite::params![
+            let slot = base + 1 + n;
+            template["instance_id"] = serde_json::json!(id);
+            template["index_slot"] = serde_json::json!(slot);
+            upsert.execute(rusqlite::params![
                 format!("osb/v1/instance/{id}"),
-                template.replace(template_id, &id).into_bytes()
+                serde_json::to_vec(&template)?
             ])?;
+            upsert.execute(rusqlite::params![format!("{INDEX}/{slot}"), id.into_bytes()])?;
         }
+        upsert.execute(rusqlite::params![
+            format!("{INDEX}/n"),
+            (base + count).to_string().into_bytes()
+        ])?;
     }
     tx.commit()?;
-    Ok(started.elapsed())
+    Ok((started.elapsed(), base))
 }
 
 fn wasm_sizes(app: &Path) -> Result<Vec<(String, u64)>> {
@@ -617,7 +653,8 @@ pub fn run(args: OsbArgs) -> Result<bool> {
         let last16 = client.load(n, 16, deadline, Auth::Broker, warm(&poll)).await;
         // 10 instances on one broker, 100,010 on the other (same app, same machine),
         // measured in alternating rounds so drift and noise hit both alike.
-        let seeding = seed_instances(&seeded.store(), "bench-sync-0", SEEDED_INSTANCES)?;
+        let (seeding, seeded_base) =
+            seed_instances(&seeded.store(), "bench-sync-0", SEEDED_INSTANCES)?;
         println!(
             "seeded {SEEDED_INSTANCES} instance records into the second broker's SQLite store in {:.1} s",
             seeding.as_secs_f64()
@@ -638,6 +675,31 @@ pub fn run(args: OsbArgs) -> Result<bool> {
             at100k.merge_run(m);
         }
         let change = (median(&mut rates100k) / median(&mut rates10) - 1.0) * 100.0;
+        // An operator API page of PAGE instances: the first page of the 10, and a page from
+        // the middle of the 100,010 (after slot 50,000), in alternating rounds.
+        let page10 = repeat("GET", format!("/operator/instances?limit={PAGE}"), 200);
+        let middle = seeded_base + SEEDED_INSTANCES / 2;
+        let page100k = repeat(
+            "GET",
+            format!("/operator/instances?limit={PAGE}&after={middle}"),
+            200,
+        );
+        let (mut list10, mut list100k) = (Measured::default(), Measured::default());
+        let (mut list_rates10, mut list_rates100k) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            let m = client
+                .load(n / 4 / ROUNDS, 1, deadline, Auth::Operator, page10.clone())
+                .await;
+            list_rates10.push(m.rate());
+            list10.merge_run(m);
+            let m = seeded_client
+                .load(n / 4 / ROUNDS, 1, deadline, Auth::Operator, page100k.clone())
+                .await;
+            list_rates100k.push(m.rate());
+            list100k.merge_run(m);
+        }
+        let list_change =
+            (median(&mut list_rates100k) / median(&mut list_rates10) - 1.0) * 100.0;
         let cycles = (n / 4).max(50);
         let cycle1 = client
             .load(cycles, 1, deadline, Auth::Broker, cycle("c1".into(), None))
@@ -737,6 +799,23 @@ pub fn run(args: OsbArgs) -> Result<bool> {
                 ),
                 unit: "req/s",
                 m: at100k,
+            },
+            Row {
+                name: format!("operator page of {PAGE}, 10 stored instances"),
+                connections: 1,
+                target: "-".into(),
+                unit: "req/s",
+                m: list10,
+            },
+            Row {
+                name: format!("operator page of {PAGE} at slot 50,000 of 100,010"),
+                connections: 1,
+                target: format!(
+                    "median round {list_change:+.1} % vs 10, within ±10 % {}",
+                    verdict(list_change.abs() <= 10.0)
+                ),
+                unit: "req/s",
+                m: list100k,
             },
         ];
         Ok::<_, anyhow::Error>(rows)

@@ -127,9 +127,24 @@ pub fn verify_redis(redis: &RedisServer, instances: &[InstanceExpect], bindings:
     let mut caches = 0;
     // Binding keys named by the instances' binding indexes (see core/src/expiry.rs).
     let mut indexed: BTreeSet<String> = BTreeSet::new();
+    // (instance id, slot) of every instance-index entry.
+    let mut instance_slots: BTreeSet<(String, String)> = BTreeSet::new();
     for (key, value) in &store {
         if key.starts_with("osb/v1/expiry/") {
             // The tombstone expiry ledger and its cursor (see core/src/expiry.rs).
+            continue;
+        }
+        if let Some(slot) = key.strip_prefix("osb/v1/index/instances/") {
+            // The instance index (see core/src/index.rs): each instance record must name a
+            // slot that names it (checked below); extra slots of concurrent creators are
+            // allowed but must name known instances.
+            if slot != "n" {
+                let iid = String::from_utf8_lossy(value).to_string();
+                if !expected.contains_key(&instance_key(&iid)) {
+                    problems.push(format!("instance index {key} names an unknown instance {iid}"));
+                }
+                instance_slots.insert((iid, slot.to_string()));
+            }
             continue;
         }
         if let Some((instance, entry)) = key.split_once("/binding-index/") {
@@ -189,6 +204,19 @@ pub fn verify_redis(redis: &RedisServer, instances: &[InstanceExpect], bindings:
         }
         if !claims.contains_key(key) {
             problems.push(format!("record {key} has no claim counter"));
+        }
+        if let Some(iid) = key.strip_prefix("osb/v1/instance/") {
+            let slot = store
+                .get(key)
+                .and_then(|v| serde_json::from_slice::<Value>(v).ok())
+                .and_then(|r| r["index_slot"].as_u64());
+            let listed = slot
+                .is_some_and(|slot| instance_slots.contains(&(iid.to_string(), slot.to_string())));
+            if !listed {
+                problems.push(format!(
+                    "instance {key} (slot {slot:?}) is missing from the instance index"
+                ));
+            }
         }
         if key.starts_with("osb/v1/binding/") && !indexed.contains(key) {
             problems.push(format!(
