@@ -135,33 +135,7 @@ impl Broker<'_> {
                 }
             };
             let mut next = leased.value.clone();
-            next.operation_mut().lease_until = None;
-            let failures = next.operation().transient_failures;
-            next.operation_mut().transient_failures = 0;
-            match result {
-                Ok(Step::Done(done)) => next.conclude(Outcome::Done(done)),
-                Ok(Step::InProgress {
-                    state,
-                    description,
-                    retry_after,
-                }) => {
-                    let op = next.operation_mut();
-                    op.backend = state;
-                    op.description = description;
-                    op.retry_after = retry_after;
-                }
-                Ok(Step::Failed { description }) | Err(BackendError::Permanent(description)) => {
-                    next.conclude(Outcome::Failed(description))
-                }
-                Err(BackendError::Transient(message)) => {
-                    // Never fails the operation (only its deadline does); the suggested
-                    // interval doubles up to a minute while the backend stays away.
-                    let op = next.operation_mut();
-                    op.transient_failures = failures.saturating_add(1);
-                    op.description = Some(format!("waiting for the backend: {message}"));
-                    op.retry_after = Some(transient_backoff(op.transient_failures));
-                }
-            }
+            take_step(&mut next, result);
             // If this CAS fails, a newer operation (e.g. a deprovision during provisioning)
             // replaced ours while we held the lease, or a concurrent local step landed
             // first: what is stored wins, and we report it.
@@ -345,6 +319,28 @@ impl Broker<'_> {
         Ok(responses::last_operation(stored.value.operation()))
     }
 
+    /// A new record whose first step touches nothing outside it (a synchronous request on a
+    /// plan whose steps are local), with that step already taken: creating the record and
+    /// finishing its operation are then one write. Any other record is returned as it is.
+    pub(super) async fn finish_locally<R: Driven>(
+        &self,
+        mut record: R,
+        asynchronous: bool,
+        known: &mut R::Known,
+    ) -> Result<R, OsbError> {
+        let (service_id, plan_id) = record.operation_plan();
+        if asynchronous || !self.steps_are_local(service_id, plan_id) {
+            return Ok(record);
+        }
+        let result = match record.step(self, known).await {
+            Ok(step) => Ok(step),
+            Err(StepError::Backend(error)) => Err(error),
+            Err(StepError::Abort(error)) => return Err(error),
+        };
+        take_step(&mut record, result);
+        Ok(record)
+    }
+
     /// Asynchronous requests take one step and answer. Synchronous ones see the operation
     /// through and, while a concurrent request holds it, wait for that request to finish
     /// (synchronous steps are short), so identical concurrent requests all get the final
@@ -373,6 +369,37 @@ impl Broker<'_> {
 
     fn reread<R: Record>(&self, key: &str) -> Result<Stored<R>, OsbError> {
         read(self.kv, key)?.ok_or_else(|| OsbError::internal(format!("record {key} disappeared")))
+    }
+}
+
+/// Applies the outcome of one backend step to the record (lease released).
+fn take_step<R: Record>(next: &mut R, result: Result<Step, BackendError>) {
+    next.operation_mut().lease_until = None;
+    let failures = next.operation().transient_failures;
+    next.operation_mut().transient_failures = 0;
+    match result {
+        Ok(Step::Done(done)) => next.conclude(Outcome::Done(done)),
+        Ok(Step::InProgress {
+            state,
+            description,
+            retry_after,
+        }) => {
+            let op = next.operation_mut();
+            op.backend = state;
+            op.description = description;
+            op.retry_after = retry_after;
+        }
+        Ok(Step::Failed { description }) | Err(BackendError::Permanent(description)) => {
+            next.conclude(Outcome::Failed(description))
+        }
+        Err(BackendError::Transient(message)) => {
+            // Never fails the operation (only its deadline does); the suggested
+            // interval doubles up to a minute while the backend stays away.
+            let op = next.operation_mut();
+            op.transient_failures = failures.saturating_add(1);
+            op.description = Some(format!("waiting for the backend: {message}"));
+            op.retry_after = Some(transient_backoff(op.transient_failures));
+        }
     }
 }
 

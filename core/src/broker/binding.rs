@@ -124,6 +124,11 @@ impl Broker<'_> {
             request_fingerprint,
             expiring: false,
         };
+        // A local synchronous bind is created already bound: one write.
+        let mut known = Some(instance);
+        let record = self
+            .finish_locally(record, asynchronous, &mut known)
+            .await?;
         if seen.is_none() {
             crate::expiry::note_binding(self.kv, instance_id, binding_id)?;
         }
@@ -135,9 +140,7 @@ impl Broker<'_> {
                     .await;
             }
         };
-        let stored = self
-            .drive(&key, stored, asynchronous, Some(instance))
-            .await?;
+        let stored = self.drive(&key, stored, asynchronous, known).await?;
         bind_response(&stored.value, asynchronous)
     }
 

@@ -82,6 +82,10 @@ impl Broker<'_> {
         record.metadata = plan.instance_metadata(&record);
 
         let key = instance_key(instance_id);
+        // A local synchronous provision is created already provisioned: one write.
+        let mut record = self
+            .finish_locally(record, accepts_incomplete && is_async, &mut ())
+            .await?;
         // An id used before and deprovisioned starts afresh over its tombstone.
         let seen = read(self.kv, &key)?;
         if seen

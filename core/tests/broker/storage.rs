@@ -244,7 +244,7 @@ fn a_sync_credentials_lifecycle_makes_the_fewest_store_calls() {
     ];
     assert_eq!(
         counts,
-        [6, 7, 5, 4],
+        [5, 6, 5, 4],
         "store calls of provision, bind, unbind, deprovision"
     );
 }

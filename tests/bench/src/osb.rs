@@ -506,7 +506,10 @@ fn seed_instances(store: &Path, template_id: &str, count: u64) -> Result<(Durati
                 format!("osb/v1/instance/{id}"),
                 serde_json::to_vec(&template)?
             ])?;
-            upsert.execute(rusqlite::params![format!("{INDEX}/{slot}"), id.into_bytes()])?;
+            upsert.execute(rusqlite::params![
+                format!("{INDEX}/{slot}"),
+                id.into_bytes()
+            ])?;
         }
         upsert.execute(rusqlite::params![
             format!("{INDEX}/n"),

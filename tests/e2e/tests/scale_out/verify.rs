@@ -141,7 +141,9 @@ pub fn verify_redis(redis: &RedisServer, instances: &[InstanceExpect], bindings:
             if slot != "n" {
                 let iid = String::from_utf8_lossy(value).to_string();
                 if !expected.contains_key(&instance_key(&iid)) {
-                    problems.push(format!("instance index {key} names an unknown instance {iid}"));
+                    problems.push(format!(
+                        "instance index {key} names an unknown instance {iid}"
+                    ));
                 }
                 instance_slots.insert((iid, slot.to_string()));
             }
