@@ -7,7 +7,7 @@
 source "$(dirname "$0")/env.sh"
 cd "$REPO_ROOT"
 ensure_rust
-apt_install redis-server etcd-server curl openssl jq xz-utils
+apt_install redis-server etcd-server curl openssl jq xz-utils prometheus
 echo "==> kube-apiserver v1.20.2 (built once into the cache; ~10 min the first time)"
 "$REPO_ROOT/tests/kube/kube.sh" build >/dev/null
 "$REPO_ROOT/tests/kube/kube.sh" start >/dev/null

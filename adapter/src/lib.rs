@@ -49,15 +49,34 @@ pub fn serve_parameter_check(request: Request) -> Response {
     to_spin_response(response, &osb_request)
 }
 
-/// Serves the operator API (`/operator/...`, its own credentials; see
+/// Serves the operator API (`/operator/...` and `/metrics`, its own credentials; see
 /// `spin_osb_core::operator`).
-pub fn serve_operator(request: Request) -> Response {
+pub async fn serve_operator(request: Request) -> Response {
     let osb_request = to_osb_request(&request);
-    let response = match SpinKv::open(STATE_STORE) {
-        Ok(kv) => spin_osb_core::operator::serve(&kv, &SpinVariables, &osb_request),
-        Err(error) => OsbError::from(error).into(),
-    };
+    let response =
+        with_broker(async |broker| spin_osb_core::operator::serve(broker, &osb_request).await)
+            .await;
     to_spin_response(response, &osb_request)
+}
+
+/// Runs `serve` with a [`Broker`] over this component's catalog, state store, clock,
+/// outbound HTTP and variables.
+async fn with_broker(serve: impl AsyncFnOnce(&Broker<'_>) -> OsbResponse) -> OsbResponse {
+    let catalog = CompiledCatalog::open(CATALOG_DIR);
+    match SpinKv::open(STATE_STORE) {
+        Ok(kv) => {
+            let broker = Broker {
+                catalog: &catalog,
+                kv: &kv,
+                env: &WasiEnv,
+                http: &SpinHttp,
+                config: &SpinVariables,
+                parameters: &ChainedChecker::new(&SpinHttp),
+            };
+            serve(&broker).await
+        }
+        Err(error) => OsbError::from(error).into(),
+    }
 }
 
 /// Serves one OSB endpoint that uses state, after admitting the request (whether it came
@@ -75,21 +94,7 @@ pub async fn serve(
     if let Err(response) = forward::admit_for(endpoint, &osb_request) {
         return to_spin_response(response, &osb_request);
     }
-    let catalog = CompiledCatalog::open(CATALOG_DIR);
-    let response = match SpinKv::open(STATE_STORE) {
-        Ok(kv) => {
-            let broker = Broker {
-                catalog: &catalog,
-                kv: &kv,
-                env: &WasiEnv,
-                http: &SpinHttp,
-                config: &SpinVariables,
-                parameters: &ChainedChecker::new(&SpinHttp),
-            };
-            serve(&broker, &osb_request).await
-        }
-        Err(error) => OsbError::from(error).into(),
-    };
+    let response = with_broker(async |broker| serve(broker, &osb_request).await).await;
     to_spin_response(response, &osb_request)
 }
 
@@ -137,7 +142,13 @@ pub fn to_spin_response(response: OsbResponse, request: &OsbRequest) -> Response
     }
     match response.body_bytes() {
         Some(body) => {
-            builder.header("Content-Type", "application/json");
+            let typed = response
+                .headers
+                .iter()
+                .any(|(name, _)| name.eq_ignore_ascii_case("content-type"));
+            if !typed {
+                builder.header("Content-Type", "application/json");
+            }
             builder.body(body);
         }
         None => {
@@ -155,6 +166,13 @@ impl Env for WasiEnv {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    fn now_ms(&self) -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
             .unwrap_or(0)
     }
 

@@ -12,6 +12,10 @@ pub struct RandomnessUnavailable(pub String);
 pub trait Env {
     /// Seconds since the Unix epoch.
     fn now(&self) -> u64;
+    /// Milliseconds since the Unix epoch: operation durations span requests (and hosts).
+    fn now_ms(&self) -> u64 {
+        self.now().saturating_mul(1000)
+    }
     /// Milliseconds on a clock that only moves forward, from any origin: for time budgets
     /// within one request.
     fn monotonic_ms(&self) -> u64;

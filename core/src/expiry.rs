@@ -26,8 +26,10 @@ use crate::env::Env;
 use crate::error::OsbError;
 use crate::index::parse_counter;
 use crate::kv::Kv;
+use crate::metrics::Metrics;
 use crate::state::{
     binding_index, binding_key, delete_claims, instance_index, instance_key, read, replace,
+    BindingRecord,
 };
 
 /// How long a tombstone is kept after its deletion started.
@@ -75,7 +77,7 @@ pub fn note_deletion(kv: &dyn Kv, env: &dyn Env, key: &str) -> Result<bool, OsbE
 
 /// Expires up to `SWEEP_BATCH` tombstones whose hour is past the time to live. Returns
 /// how many keys it removed; a store error stops the batch (the next sweep goes on).
-pub fn sweep(kv: &dyn Kv, env: &dyn Env) -> Result<usize, OsbError> {
+pub fn sweep(kv: &dyn Kv, env: &dyn Env, metrics: &Metrics) -> Result<usize, OsbError> {
     let due_before = env.now().saturating_sub(TOMBSTONE_TTL_SECONDS) / BUCKET_SECONDS;
     let stored_cursor = read::<Value>(kv, CURSOR)?;
     let (mut bucket, mut next) = stored_cursor
@@ -118,7 +120,7 @@ pub fn sweep(kv: &dyn Kv, env: &dyn Env) -> Result<usize, OsbError> {
     for entry in first..=last {
         let ledger = entry_key(bucket, entry);
         if let Some(key) = kv.get(&ledger)?.and_then(|k| String::from_utf8(k).ok()) {
-            removed += expire(kv, env, &key, cutoff, bucket)?;
+            removed += expire(kv, env, metrics, &key, cutoff, bucket)?;
         }
         kv.delete(&ledger)?;
     }
@@ -131,6 +133,7 @@ pub fn sweep(kv: &dyn Kv, env: &dyn Env) -> Result<usize, OsbError> {
 fn expire(
     kv: &dyn Kv,
     env: &dyn Env,
+    metrics: &Metrics,
     key: &str,
     cutoff: u64,
     bucket: u64,
@@ -158,7 +161,7 @@ fn expire(
         .and_then(Value::as_str)
         .filter(|id| key == instance_key(id))
     {
-        if !expire_bindings(kv, instance_id)? {
+        if !expire_bindings(kv, metrics, instance_id)? {
             // Marked, so no creator replaces it meanwhile; the next sweep goes on.
             let entry = kv.increment(&count_key(bucket), 1)?;
             kv.set(&entry_key(bucket, entry.max(0) as u64), key.as_bytes())?;
@@ -175,13 +178,17 @@ fn expire(
 
 /// Deletes up to `BINDINGS_PER_EXPIRY` of the bindings indexed for `instance_id`, last
 /// first. `Ok(true)` when none is left (and the index is gone).
-fn expire_bindings(kv: &dyn Kv, instance_id: &str) -> Result<bool, OsbError> {
+fn expire_bindings(kv: &dyn Kv, metrics: &Metrics, instance_id: &str) -> Result<bool, OsbError> {
     let index = binding_index(instance_id);
     let len = index.len(kv)?;
     let stop = len.saturating_sub(BINDINGS_PER_EXPIRY);
     for slot in (stop + 1..=len).rev() {
         if let Some(binding_id) = index.get(kv, slot)? {
             let key = binding_key(instance_id, &binding_id);
+            // One never unbound is still counted as a binding: no longer.
+            if let Ok(Some(binding)) = read::<BindingRecord>(kv, &key) {
+                metrics.record_dropped(&binding.value);
+            }
             delete_claims(kv, &key)?;
             kv.delete(&key)?;
         }

@@ -12,6 +12,7 @@ pub mod expiry;
 pub mod http;
 pub mod index;
 pub mod kv;
+pub mod metrics;
 pub mod operator;
 pub mod outbound;
 pub mod parameter_check;

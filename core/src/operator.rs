@@ -5,6 +5,7 @@
 //! | --- | --- |
 //! | `GET /operator/instances?service_id=&plan_id=&status=&maintenance_version=&limit=&after=` | a page of instances, oldest first, and `next` (the `after` of the next page) |
 //! | `GET /operator/instances/:instance_id` | one instance with its operation history and bindings |
+//! | `GET /metrics` | the fleet's metrics in the Prometheus text format ([`crate::metrics`]) |
 //!
 //! Nothing secret is ever returned: no seeds, credentials, parameter values or contexts.
 //! Listing reads the instance index ([`crate::index`]), never the store's key list: a page
@@ -14,8 +15,9 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::broker::Broker;
 use crate::error::OsbError;
-use crate::http::{OsbRequest, OsbResponse};
+use crate::http::{Body, OsbRequest, OsbResponse};
 use crate::index::Index;
 use crate::kv::Kv;
 use crate::outbound::Config;
@@ -37,19 +39,32 @@ const SCAN_PER_PAGE: u64 = 2 * MAX_LIMIT;
 /// Bindings listed with an instance at most.
 const MAX_BINDINGS: u64 = 200;
 
-/// Serves one operator request.
-pub fn serve(kv: &dyn Kv, config: &dyn Config, request: &OsbRequest) -> OsbResponse {
-    match route(kv, config, request) {
+/// Serves one operator request (`/operator/...` and `/metrics`).
+pub async fn serve(broker: &Broker<'_>, request: &OsbRequest) -> OsbResponse {
+    match route(broker, request).await {
         Ok(response) => response,
         Err(error) => error.into(),
     }
 }
 
-fn route(kv: &dyn Kv, config: &dyn Config, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
-    authenticate(config, request)?;
+async fn route(broker: &Broker<'_>, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    authenticate(broker.config, request)?;
+    let kv = broker.kv;
     let path = request.path.split('?').next().unwrap_or_default();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
+        ["metrics"] => {
+            only_get(request)?;
+            let text = crate::metrics::exposition::render(kv, broker.catalog)?;
+            Ok(OsbResponse {
+                status: 200,
+                headers: vec![(
+                    "Content-Type".into(),
+                    crate::metrics::exposition::CONTENT_TYPE.into(),
+                )],
+                body: Body::Bytes(text.into_bytes()),
+            })
+        }
         ["operator", "instances"] => {
             only_get(request)?;
             list_instances(kv, &Filter::from_request(request)?)

@@ -9,8 +9,8 @@ use crate::backend::{BackendError, Step};
 use crate::error::OsbError;
 use crate::http::OsbResponse;
 use crate::state::{
-    read, replace, Operation, OperationKind, OperationState, OperationSummary, Outcome, Record,
-    Status, Stored,
+    read, Operation, OperationKind, OperationState, OperationSummary, Outcome, Record, Status,
+    Stored,
 };
 
 use super::responses;
@@ -96,7 +96,7 @@ impl Broker<'_> {
                 next.conclude(Outcome::Failed(format!(
                     "the operation did not finish within the plan's maximum polling duration ({limit} s)"
                 )));
-                match replace(self.kv, self.env, key, &stored, &next)? {
+                match self.write(key, &stored, &next)? {
                     Some(done) => return Ok(done),
                     None => {
                         stored = self.reread(key)?;
@@ -113,7 +113,7 @@ impl Broker<'_> {
             } else {
                 let mut leased = stored.value.clone();
                 leased.operation_mut().lease_until = Some(now + LEASE_SECONDS);
-                match replace(self.kv, self.env, key, &stored, &leased)? {
+                match self.write(key, &stored, &leased)? {
                     Some(leased) => leased,
                     None => {
                         stored = self.reread(key)?;
@@ -123,13 +123,16 @@ impl Broker<'_> {
             };
             let result = match leased.value.step(self, known).await {
                 Ok(step) => Ok(step),
-                Err(StepError::Backend(error)) => Err(error),
+                Err(StepError::Backend(error)) => {
+                    self.count_backend_failure(&leased.value, &error);
+                    Err(error)
+                }
                 Err(StepError::Abort(error)) => {
                     if leased.value.operation().lease_until.is_some() {
                         let mut released = leased.value.clone();
                         released.operation_mut().lease_until = None;
                         // Best effort: if it fails, the lease simply expires.
-                        let _ = replace(self.kv, self.env, key, &leased, &released);
+                        let _ = self.write(key, &leased, &released);
                     }
                     return Err(error);
                 }
@@ -139,7 +142,7 @@ impl Broker<'_> {
             // If this CAS fails, a newer operation (e.g. a deprovision during provisioning)
             // replaced ours while we held the lease, or a concurrent local step landed
             // first: what is stored wins, and we report it.
-            return match replace(self.kv, self.env, key, &leased, &next)? {
+            return match self.write(key, &leased, &next)? {
                 Some(written) => Ok(written),
                 None => self.reread(key),
             };
@@ -194,7 +197,7 @@ impl Broker<'_> {
             // Nothing outside the record to delete: the deletion and its outcome are one write.
             stored.unwritten(deletion)
         } else {
-            match replace(self.kv, self.env, key, &stored, &deletion)? {
+            match self.write(key, &stored, &deletion)? {
                 Some(started) => started,
                 None => {
                     let current: Stored<R> = self.reread(key)?;
@@ -218,7 +221,7 @@ impl Broker<'_> {
     /// One batch of [`crate::expiry::sweep`]; its failure is only logged (the next sweep
     /// goes on), never the deletion's.
     fn expire_tombstones(&self) {
-        if let Err(error) = crate::expiry::sweep(self.kv, self.env) {
+        if let Err(error) = crate::expiry::sweep(self.kv, self.env, &self.metrics()) {
             self.env
                 .log(&format!("tombstone expiry: {}", error.description));
         }
@@ -334,7 +337,10 @@ impl Broker<'_> {
         }
         let result = match record.step(self, known).await {
             Ok(step) => Ok(step),
-            Err(StepError::Backend(error)) => Err(error),
+            Err(StepError::Backend(error)) => {
+                self.count_backend_failure(&record, &error);
+                Err(error)
+            }
             Err(StepError::Abort(error)) => return Err(error),
         };
         take_step(&mut record, result);
@@ -365,6 +371,18 @@ impl Broker<'_> {
             waited += SYNC_POLL_MS;
             stored = self.reread(key)?;
         }
+    }
+
+    /// Counts a failed backend call of `record`'s operation, by its plan's backend.
+    fn count_backend_failure<R: Record>(&self, record: &R, error: &BackendError) {
+        let (service_id, plan_id) = record.operation_plan();
+        let backend = match self.known_plan(service_id, plan_id) {
+            Ok(Some(plan)) => plan.backend.type_name(),
+            _ => "unknown",
+        };
+        let transient = matches!(error, BackendError::Transient(_));
+        self.metrics()
+            .backend_failure(backend, record.operation().kind, transient);
     }
 
     fn reread<R: Record>(&self, key: &str) -> Result<Stored<R>, OsbError> {

@@ -6,8 +6,8 @@ use crate::backend::{BackendError, Step, StepInput};
 use crate::error::OsbError;
 use crate::http::{validate_id, OsbRequest, OsbResponse};
 use crate::state::{
-    binding_key, create_record, fingerprint, instance_key, read, BindingRecord, Created,
-    InstanceRecord, Operation, OperationKind, OperationState, Status, Stored, SCHEMA_VERSION,
+    binding_key, fingerprint, instance_key, read, BindingRecord, Created, InstanceRecord,
+    Operation, OperationKind, OperationState, Status, Stored, SCHEMA_VERSION,
 };
 use crate::types::{parse_body, require_non_empty, BindRequest};
 
@@ -132,7 +132,7 @@ impl Broker<'_> {
         if seen.is_none() {
             crate::expiry::note_binding(self.kv, instance_id, binding_id)?;
         }
-        let stored = match create_record(self.kv, self.env, &key, &record, seen)? {
+        let stored = match self.create(&key, &record, seen)? {
             Created::New(stored) => stored,
             Created::Existing(existing) => {
                 return self

@@ -8,9 +8,9 @@ use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
 use crate::state::{
-    create_record, fingerprint, instance_index, instance_key, read, replace, Created,
-    InstanceMetadata, InstanceRecord, Operation, OperationKind, OperationState, PendingUpdate,
-    Record, Status, Stored, SCHEMA_VERSION,
+    fingerprint, instance_index, instance_key, read, Created, InstanceMetadata, InstanceRecord,
+    Operation, OperationKind, OperationState, PendingUpdate, Record, Status, Stored,
+    SCHEMA_VERSION,
 };
 use crate::types::{
     parse_body, require_non_empty, require_present, ProvisionRequest, UpdateRequest,
@@ -96,7 +96,7 @@ impl Broker<'_> {
             // from it; of concurrent identical creators only the winner's slot counts.
             record.index_slot = Some(instance_index().append(self.kv, instance_id)?);
         }
-        let stored = match create_record(self.kv, self.env, &key, &record, seen)? {
+        let stored = match self.create(&key, &record, seen)? {
             Created::New(stored) => stored,
             Created::Existing(existing) => {
                 return self
@@ -268,7 +268,7 @@ impl Broker<'_> {
             if context != current.context && plan.allow_context_updates {
                 let mut next = current.clone();
                 next.context = context;
-                replace(self.kv, self.env, &key, &stored, &next)?.ok_or_else(|| {
+                self.write(&key, &stored, &next)?.ok_or_else(|| {
                     OsbError::concurrency(format!(
                         "service instance {instance_id} changed concurrently; retry"
                     ))
@@ -302,7 +302,7 @@ impl Broker<'_> {
             request_fingerprint,
         });
         next.begin(operation);
-        let stored = replace(self.kv, self.env, &key, &stored, &next)?.ok_or_else(|| {
+        let stored = self.write(&key, &stored, &next)?.ok_or_else(|| {
             OsbError::concurrency(format!(
                 "service instance {instance_id} changed concurrently; retry"
             ))

@@ -23,9 +23,10 @@ use crate::env::Env;
 use crate::error::OsbError;
 use crate::http::{resolve, Endpoint, OsbRequest, OsbResponse};
 use crate::kv::Kv;
+use crate::metrics::Metrics;
 use crate::outbound::{Config, HttpClient, Outbound};
 use crate::parameter_check::ParameterChecker;
-use crate::state::InstanceRecord;
+use crate::state::{create_record, replace, Created, InstanceRecord, Record, Stored};
 
 /// Seconds a poll may hold an operation while it calls the backend.
 pub const LEASE_SECONDS: u64 = 30;
@@ -240,6 +241,41 @@ impl Broker<'_> {
                     "plan_id {plan_id:?} is not a plan of service {service_id:?}"
                 ))
             })
+    }
+
+    /// Counting for this request (see [`crate::metrics`]).
+    pub(crate) fn metrics(&self) -> Metrics<'_> {
+        Metrics::new(self.kv, self.env, self.config)
+    }
+
+    /// [`replace`] for instance and binding records: every change of one goes through here,
+    /// so the metrics see every transition that landed, once.
+    fn write<R: Record>(
+        &self,
+        key: &str,
+        current: &Stored<R>,
+        new: &R,
+    ) -> Result<Option<Stored<R>>, OsbError> {
+        let written = replace(self.kv, self.env, key, current, new)?;
+        if written.is_some() {
+            self.metrics().record_written(Some(current.in_store()), new);
+        }
+        Ok(written)
+    }
+
+    /// [`create_record`], counted like [`Broker::write`].
+    fn create<R: Record>(
+        &self,
+        key: &str,
+        record: &R,
+        seen: Option<Stored<R>>,
+    ) -> Result<Created<R>, OsbError> {
+        let tombstone = seen.as_ref().map(|s| s.in_store().clone());
+        let created = create_record(self.kv, self.env, key, record, seen)?;
+        if let Created::New(_) = &created {
+            self.metrics().record_written(tombstone.as_ref(), record);
+        }
+        Ok(created)
     }
 
     /// Whether steps on the plan's backend may run without a lease (see

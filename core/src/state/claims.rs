@@ -75,6 +75,7 @@ pub fn create_after_read<T: Serialize + DeserializeOwned + Clone>(
                 value: record.clone(),
                 raw,
                 stamp,
+                in_store: None,
             }));
         }
         // Someone else owns this generation. Generations before the first free one are

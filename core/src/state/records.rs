@@ -91,6 +91,9 @@ pub struct Operation {
     pub description: Option<String>,
     /// Unix seconds.
     pub started_at: u64,
+    /// Unix milliseconds, for the duration metrics (absent in records written before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_ms: Option<u64>,
     /// Unix seconds after which an unfinished operation fails (`maximum_polling_duration`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline: Option<u64>,
@@ -136,6 +139,7 @@ impl Operation {
             state: OperationState::InProgress,
             description: None,
             started_at: now,
+            started_ms: Some(env.now_ms()),
             deadline: deadline_after.map(|d| now + d),
             backend: Value::Null,
             update: None,
@@ -367,8 +371,12 @@ pub struct Done {
 /// An instance or binding record: a resource with a current operation, its history, and
 /// the state machine that ends operations. The broker drives both through it.
 pub trait Record: Serialize + DeserializeOwned + Clone {
+    /// What kind of record it is (`instance`, `binding`), for metrics.
+    const NOUN: &'static str;
     /// "service instance X" / "service binding X", for messages.
     fn label(&self) -> String;
+    /// The service and plan the record is counted under (its own, not an update's target).
+    fn plan(&self) -> (&str, &str);
     /// Its lifecycle state.
     fn status(&self) -> Status;
     /// The current (or last) operation.
@@ -421,6 +429,10 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
 }
 
 impl Record for InstanceRecord {
+    const NOUN: &'static str = "instance";
+    fn plan(&self) -> (&str, &str) {
+        (&self.service_id, &self.plan_id)
+    }
     fn label(&self) -> String {
         format!("service instance {}", self.instance_id)
     }
@@ -487,6 +499,10 @@ impl Record for InstanceRecord {
 }
 
 impl Record for BindingRecord {
+    const NOUN: &'static str = "binding";
+    fn plan(&self) -> (&str, &str) {
+        (&self.service_id, &self.plan_id)
+    }
     fn label(&self) -> String {
         format!("service binding {}", self.binding_id)
     }

@@ -19,9 +19,11 @@ pub struct Stored<T> {
     pub value: T,
     pub(super) raw: Vec<u8>,
     pub(super) stamp: WriteStamp,
+    /// For an [`Stored::unwritten`] change: the record as the store still holds it.
+    pub(super) in_store: Option<Box<T>>,
 }
 
-impl<T> Stored<T> {
+impl<T: Clone> Stored<T> {
     /// `value` as a change of this record that is decided but not written: [`replace`]ing
     /// it later still compares against what was read, so the change and whatever follows
     /// from it land in one write, or not at all.
@@ -30,7 +32,13 @@ impl<T> Stored<T> {
             value,
             raw: self.raw.clone(),
             stamp: self.stamp.clone(),
+            in_store: Some(Box::new(self.in_store().clone())),
         }
+    }
+
+    /// The record as the store holds it: `value`, unless that is an unwritten change.
+    pub fn in_store(&self) -> &T {
+        self.in_store.as_deref().unwrap_or(&self.value)
     }
 }
 
@@ -83,7 +91,12 @@ pub fn read<T: DeserializeOwned>(kv: &dyn Kv, key: &str) -> Result<Option<Stored
         return Ok(None);
     };
     let (value, stamp) = decode(key, &raw)?;
-    Ok(Some(Stored { value, raw, stamp }))
+    Ok(Some(Stored {
+        value,
+        raw,
+        stamp,
+        in_store: None,
+    }))
 }
 
 pub(super) fn decode<T: DeserializeOwned>(
@@ -144,5 +157,6 @@ pub fn replace<T: Serialize + Clone + DeserializeOwned>(
         value: new.clone(),
         raw,
         stamp,
+        in_store: None,
     }))
 }

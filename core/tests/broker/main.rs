@@ -310,6 +310,7 @@ impl World<MemoryKv> {
                     && !k.contains("/binding-index/")
                     && !k.starts_with("osb/v1/expiry/")
                     && !k.starts_with("osb/v1/index/")
+                    && !k.starts_with("osb/v1/metrics/")
             })
             .collect()
     }
@@ -556,10 +557,13 @@ fn store_operations(
     (before, after)
 }
 
-/// A store that fails every operation from the `fail_from`-th on (0-based) while `armed`.
+/// A store whose outage begins at its `fail_from`th call to a state key. Metrics counters
+/// are outside the outage (a request never fails for them; `metrics::` tests their own
+/// failures): they are only counted, in `all_calls`.
 struct FlakyKv {
     inner: MemoryKv,
     calls: AtomicUsize,
+    all_calls: AtomicUsize,
     fail_from: usize,
     armed: AtomicBool,
 }
@@ -569,12 +573,17 @@ impl FlakyKv {
         Self {
             inner: MemoryKv::default(),
             calls: AtomicUsize::new(0),
+            all_calls: AtomicUsize::new(0),
             fail_from,
             armed: AtomicBool::new(true),
         }
     }
 
-    fn check(&self) -> Result<(), KvError> {
+    fn check(&self, key: &str) -> Result<(), KvError> {
+        self.all_calls.fetch_add(1, Ordering::SeqCst);
+        if key.starts_with("osb/v1/metrics/") || key.starts_with("osb/v1/index/metrics/") {
+            return Ok(());
+        }
         let n = self.calls.fetch_add(1, Ordering::SeqCst);
         if self.armed.load(Ordering::SeqCst) && n >= self.fail_from {
             Err(KvError("injected outage".into()))
@@ -586,23 +595,23 @@ impl FlakyKv {
 
 impl Kv for FlakyKv {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, KvError> {
-        self.check()?;
+        self.check(key)?;
         self.inner.get(key)
     }
     fn set(&self, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.check()?;
+        self.check(key)?;
         self.inner.set(key, value)
     }
     fn delete(&self, key: &str) -> Result<(), KvError> {
-        self.check()?;
+        self.check(key)?;
         self.inner.delete(key)
     }
     fn increment(&self, key: &str, delta: i64) -> Result<i64, KvError> {
-        self.check()?;
+        self.check(key)?;
         self.inner.increment(key, delta)
     }
     fn compare_and_swap(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<bool, KvError> {
-        self.check()?;
+        self.check(key)?;
         self.inner.compare_and_swap(key, expected, new)
     }
 }
@@ -633,6 +642,7 @@ mod deprovision;
 mod fetch_binding;
 mod fetch_instance;
 mod instance_last_operation;
+mod metrics;
 mod operator;
 mod provision;
 mod robustness;

@@ -5,7 +5,7 @@
 use super::*;
 use spin_osb_core::outbound::MapConfig;
 
-const PASSWORD: &str = "operator-secret-1";
+pub(crate) const PASSWORD: &str = "operator-secret-1";
 
 fn config(pairs: &[(&str, &str)]) -> MapConfig {
     MapConfig(
@@ -16,14 +16,14 @@ fn config(pairs: &[(&str, &str)]) -> MapConfig {
     )
 }
 
-fn operator_config() -> MapConfig {
+pub(crate) fn operator_config() -> MapConfig {
     config(&[
         ("operator_password", PASSWORD),
         ("broker_password", "platform-password"),
     ])
 }
 
-fn basic(user: &str, password: &str) -> String {
+pub(crate) fn basic(user: &str, password: &str) -> String {
     use base64::Engine as _;
     format!(
         "Basic {}",
@@ -32,7 +32,7 @@ fn basic(user: &str, password: &str) -> String {
 }
 
 impl<K: Kv> World<K> {
-    fn operator_as(
+    pub(crate) fn operator_as(
         &self,
         config: &MapConfig,
         method: &str,
@@ -52,10 +52,14 @@ impl<K: Kv> World<K> {
                 .unwrap_or_default(),
             body: Vec::new(),
         };
-        spin_osb_core::operator::serve(&self.kv, config, &request)
+        let broker = Broker {
+            config,
+            ..self.broker()
+        };
+        block_on(spin_osb_core::operator::serve(&broker, &request))
     }
 
-    fn operator(&self, path: &str, query: &[(&str, &str)]) -> OsbResponse {
+    pub(crate) fn operator(&self, path: &str, query: &[(&str, &str)]) -> OsbResponse {
         self.operator_as(
             &operator_config(),
             "GET",

@@ -289,7 +289,12 @@ struct Broker {
 }
 
 impl Broker {
-    fn start(args: &OsbArgs, cache: &Path) -> Result<(Broker, Duration)> {
+    /// Starts `spin-osb up` on the app; `variables` are extra `SPIN_VARIABLE_*` settings.
+    fn start(
+        args: &OsbArgs,
+        cache: &Path,
+        variables: &[(&str, &str)],
+    ) -> Result<(Broker, Duration)> {
         let state = tempfile::Builder::new()
             .prefix("spin-osb-bench-osb-")
             .tempdir()?;
@@ -304,6 +309,7 @@ impl Broker {
             .env("SPIN_VARIABLE_BROKER_PASSWORD", PASSWORD)
             .env("SPIN_VARIABLE_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
             .env("SPIN_OSB_CACHE_DIR", cache)
+            .envs(variables.iter().copied())
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -614,7 +620,7 @@ pub fn run(args: OsbArgs) -> Result<bool> {
         verdict(catalog_size <= 500_000)
     );
 
-    let (broker, first_start) = Broker::start(&args, cache.path())?;
+    let (broker, first_start) = Broker::start(&args, cache.path(), &[])?;
     println!(
         "first start after a build (empty compiled-code cache) to the first 200: {:.1} s (target ≤ 30 s {})",
         first_start.as_secs_f64(),
@@ -622,13 +628,16 @@ pub fn run(args: OsbArgs) -> Result<bool> {
     );
     // A second broker, which will hold 100,000 more instances; started with the compiled
     // code the first start left in the cache.
-    let (seeded, warm_start) = Broker::start(&args, cache.path())?;
+    let (seeded, warm_start) = Broker::start(&args, cache.path(), &[])?;
+    // A third, counting no metrics: the cost of counting is its cycle rate against the first's.
+    let (unmetered, _) = Broker::start(&args, cache.path(), &[("SPIN_VARIABLE_METRICS", "off")])?;
     println!(
         "start with a warm compiled-code cache to the first 200: {:.1} s",
         warm_start.as_secs_f64()
     );
     let client = broker.client();
     let seeded_client = seeded.client();
+    let unmetered_client = unmetered.client();
     // One client thread, as wrk uses: a multi-threaded client adds a cross-thread wake-up to
     // every request and competes with the host for the two cores.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -710,6 +719,23 @@ pub fn run(args: OsbArgs) -> Result<bool> {
         let cycle4 = client
             .load(cycles, 4, deadline, Auth::Broker, cycle("c4".into(), None))
             .await;
+        // The same cycle with and without metrics, in alternating rounds.
+        let (mut metered, mut not_metered) = (Measured::default(), Measured::default());
+        let (mut metered_rates, mut not_metered_rates) = (Vec::new(), Vec::new());
+        for round in 0..ROUNDS {
+            let m = client
+                .load(cycles / ROUNDS, 1, deadline, Auth::Broker, cycle(format!("m{round}"), None))
+                .await;
+            metered_rates.push(m.rate());
+            metered.merge_run(m);
+            let m = unmetered_client
+                .load(cycles / ROUNDS, 1, deadline, Auth::Broker, cycle(format!("u{round}"), None))
+                .await;
+            not_metered_rates.push(m.rate());
+            not_metered.merge_run(m);
+        }
+        let metrics_change =
+            (median(&mut metered_rates) / median(&mut not_metered_rates) - 1.0) * 100.0;
         let with_parameters = client
             .load(
                 cycles,
@@ -780,6 +806,20 @@ pub fn run(args: OsbArgs) -> Result<bool> {
                 m: cycle4,
             },
             Row {
+                name: "  same cycle, metrics off (SPIN_VARIABLE_METRICS=off)".into(),
+                connections: 1,
+                target: "-".into(),
+                unit: "cycles/s",
+                m: not_metered,
+            },
+            Row {
+                name: "  same cycle, metrics on (alternating rounds)".into(),
+                connections: 1,
+                target: format!("median round {metrics_change:+.1} % vs off"),
+                unit: "cycles/s",
+                m: metered,
+            },
+            Row {
                 name: "  same cycle, provision with parameters".into(),
                 connections: 1,
                 target: "(schema checked by osb-parameters)".into(),
@@ -846,6 +886,7 @@ pub fn run(args: OsbArgs) -> Result<bool> {
             );
         }
     }
+    drop(unmetered);
     drop(seeded);
     drop(broker);
     Ok(good)

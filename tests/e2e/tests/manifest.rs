@@ -94,6 +94,14 @@ fn every_backend_component_has_every_backend_variable_and_host_and_no_other_comp
         if runs_backends && mapped.is_empty() {
             problems.push(format!("[component.{id}] has no variables"));
         }
+        // Components that write records count them (spin_osb_core::metrics), unless
+        // the deployment turns counting off.
+        let metrics = spin_osb_core::metrics::VARIABLE;
+        if runs_backends && !mapped.contains(metrics) {
+            problems.push(format!(
+                "[component.{id}.variables] needs {metrics} = \"{{{{ {metrics} }}}}\""
+            ));
+        }
     }
     for id in BACKEND_COMPONENTS {
         if !components.contains_key(*id) {
