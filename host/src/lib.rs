@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod build_cmd;
 pub mod client_tls;
 mod engine;
+pub mod fleet;
 pub mod guest_output;
 pub mod kv_host;
 pub mod manifest;

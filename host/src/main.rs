@@ -1,7 +1,7 @@
 //! `spin-osb`: a Spin-compatible host for this project's `spin.toml` (and other Spin HTTP
 //! apps that use key-value, variables and outbound HTTP), built on wasmtime.
 
-use spin_osb_host::{app, build_cmd, manifest, server};
+use spin_osb_host::{app, build_cmd, fleet, manifest, server};
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -35,6 +35,20 @@ enum Command {
     /// Work with the broker's service catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Operate a running broker's fleet through its operator API.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
+}
+
+#[derive(Subcommand)]
+enum FleetCommand {
+    /// Upgrade every instance whose plan's maintenance_info changed: canaries first, then
+    /// the rest, resumable (the run lives in the broker). Exits non-zero if anything failed.
+    Upgrade(fleet::UpgradeArgs),
+    /// List the instances running an older maintenance_info than their plan's.
+    Outdated(fleet::Target),
+    /// Stop the active fleet upgrade (upgrades already running finish as ordinary updates).
+    Abandon(fleet::Target),
 }
 
 #[derive(Subcommand)]
@@ -91,6 +105,13 @@ fn main() -> std::process::ExitCode {
             .and_then(|m| build_cmd::build(&m)),
         Command::Up(args) => up(args),
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
+        Command::Fleet(FleetCommand::Upgrade(args)) => match fleet::upgrade(&args) {
+            Ok(true) => Ok(()),
+            Ok(false) => return std::process::ExitCode::FAILURE,
+            Err(error) => Err(error),
+        },
+        Command::Fleet(FleetCommand::Outdated(target)) => fleet::outdated(&target),
+        Command::Fleet(FleetCommand::Abandon(target)) => fleet::abandon(&target),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -9,9 +9,11 @@ mod advance;
 mod binding;
 mod catalog_endpoint;
 mod instance;
+mod maintenance;
 mod plan;
 mod responses;
 
+pub use maintenance::{Maintenance, Started};
 pub use plan::{iso8601, ParamsKind};
 
 use std::sync::Arc;

@@ -118,6 +118,28 @@ struct Families {
 }
 
 impl Families {
+    /// Records that left `from` (plan, status) for `to` in an operation's write.
+    fn move_records(&mut self, labels: &BTreeMap<String, String>, count: i64, names: &mut Names) {
+        let gauge = match labels.get("record").map(String::as_str) {
+            Some("binding") => &mut self.bindings,
+            _ => &mut self.instances,
+        };
+        let service_id = labels.get("service_id").cloned().unwrap_or_default();
+        for (plan, status, sign) in [("from_plan", "from", -1), ("to_plan", "to", 1)] {
+            let (Some(plan_id), Some(status)) = (labels.get(plan), labels.get(status)) else {
+                continue;
+            };
+            let place: BTreeMap<String, String> = [
+                ("service_id".to_string(), service_id.clone()),
+                ("plan_id".to_string(), plan_id.clone()),
+            ]
+            .into();
+            let mut series = names.plan_labels(&place);
+            series.push(("status".into(), status.clone()));
+            *gauge.entry(series).or_default() += sign * count;
+        }
+    }
+
     fn derive(counters: &[(String, BTreeMap<String, String>, u64)], names: &mut Names) -> Self {
         let mut families = Families {
             series: counters.len(),
@@ -134,16 +156,21 @@ impl Families {
                 series
             };
             match name.as_str() {
-                names::UP | names::DOWN => {
+                names::DROPPED => {
                     let mut series = names.plan_labels(labels);
                     series.push(("status".into(), label(labels, "status")));
                     let gauge = match label(labels, "record").as_str() {
                         "binding" => &mut families.bindings,
                         _ => &mut families.instances,
                     };
-                    let delta = if name == names::UP { signed } else { -signed };
-                    *gauge.entry(series).or_default() += delta;
+                    *gauge.entry(series).or_default() -= signed;
                 }
+                names::STARTED | names::FINISHED if labels.contains_key("to") => {
+                    families.move_records(labels, signed, names);
+                }
+                _ => {}
+            }
+            match name.as_str() {
                 names::STARTED => {
                     let series = with_kind(names);
                     *families.started.entry(series.clone()).or_default() += value;

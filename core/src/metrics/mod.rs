@@ -3,23 +3,23 @@
 //!
 //! Components keep no memory between requests and a fleet may run on many hosts sharing
 //! one Redis, so every count lives in the store and changes only by atomic `increment`:
-//! correct whichever host served the request, and never found by scanning. What a scrape
-//! shows is derived from a few monotonic counters:
+//! correct whichever host served the request, and never found by scanning. Each operation
+//! event is **one** increment of a counter whose labels say everything a scrape derives
+//! from it:
 //!
-//! - a record changing status (created, ready, failed, deleted) adds 1 to the `up` counter
-//!   of its new (plan, status) and to the `down` counter of its old one; the gauge is
-//!   `up - down`;
-//! - an operation first written while still running adds 1 to `started`; an operation that
-//!   ends adds 1 to the duration bucket of its (kind, plan, outcome) and its milliseconds to
-//!   a sum. Succeeded, failed and duration histograms are sums of those buckets; operations
-//!   created already finished (a synchronous request) count as started when they finish.
+//! - an operation first written while still running adds 1 to `started` (kind, plan);
+//! - an operation that ends adds 1 to `finished` (kind, plan, outcome, duration bucket,
+//!   and whether its start was counted on its own), and its milliseconds to a sum when
+//!   there are any (a synchronous request's own operation takes less than one);
+//! - either carries, when the record's (plan, status) changed in the same write, the old and
+//!   the new one: instance and binding gauges are the sums of what entered a (plan, status)
+//!   minus what left it.
 //!
-//! So a synchronous provision, bind, unbind or deprovision costs three increments (bucket,
-//! sum, status), an asynchronous one a few more. The first increment of a counter also
-//! appends it to a series index (once per counter, ever: counters only grow), which is how
-//! a scrape finds them. Counting happens after the record's write landed and never fails a
-//! request: a store error is logged, and a crash between a write and its increments loses
-//! those counts (never doubles them).
+//! So a synchronous provision, bind, unbind or deprovision costs one increment. The first
+//! increment of a counter also appends it to a series index (once per counter, ever:
+//! counters only grow), which is how a scrape finds them. Counting happens after the
+//! record's write landed and never fails a request: a store error is logged, and a crash
+//! between a write and its increment loses that count (never doubles it).
 
 pub mod exposition;
 
@@ -44,17 +44,15 @@ pub const DURATION_BUCKETS: [f64; 17] = [
 
 /// Counter names (the part of a key before `?`).
 pub(crate) mod names {
-    /// Records entering a (record, service, plan, status).
-    pub const UP: &str = "records_up";
-    /// Records leaving one.
-    pub const DOWN: &str = "records_down";
-    /// Operations first written while running, by kind and plan.
+    /// Operations first written while running, by kind and plan (and status change).
     pub const STARTED: &str = "operations_started";
     /// Finished operations by kind, plan, outcome, whether they were counted as started,
-    /// and duration bucket.
+    /// duration bucket (and status change).
     pub const FINISHED: &str = "operations_finished";
     /// Milliseconds of finished operations by kind and plan.
     pub const MILLIS: &str = "operations_millis";
+    /// Records deleted without an operation (bindings that go with their instance).
+    pub const DROPPED: &str = "records_dropped";
     /// Failed backend calls by backend, operation kind and failure.
     pub const BACKEND_FAILURES: &str = "backend_failures";
 }
@@ -146,19 +144,13 @@ impl<'a> Metrics<'a> {
     fn count_transition<R: Record>(&self, before: Option<&R>, after: &R) -> Result<(), OsbError> {
         let was = before.and_then(placed);
         let is = placed(after);
-        if was != is {
-            if let Some(before) = before.filter(|_| was.is_some()) {
-                self.leave(before)?;
-            }
-            if let Some(is) = &is {
-                self.add(names::UP, &status_labels::<R>(is), 1)?;
-            }
-        }
+        // The record's change of (plan, status), told with the first event of this write.
+        let mut moved = (was != is).then(|| Moved::<R>::new(was, is));
         let operation = after.operation();
         match before.map(|b| (b, b.operation())) {
             Some((_, previous)) if previous.id == operation.id => {
                 if previous.in_progress() && !operation.in_progress() {
-                    self.finished(after.operation_plan(), operation, true)?;
+                    self.finished(after.operation_plan(), operation, true, moved.take())?;
                 }
             }
             previous => {
@@ -167,38 +159,56 @@ impl<'a> Metrics<'a> {
                 if let Some((before, previous)) = previous.filter(|(_, p)| p.in_progress()) {
                     let mut cancelled = previous.clone();
                     cancelled.state = OperationState::Failed;
-                    self.finished(before.operation_plan(), &cancelled, true)?;
+                    self.finished(before.operation_plan(), &cancelled, true, moved.take())?;
                 }
                 if operation.in_progress() {
                     let (service_id, plan_id) = after.operation_plan();
-                    let labels = [
+                    let mut labels = vec![
                         ("kind", operation.kind.prefix()),
                         ("service_id", service_id),
                         ("plan_id", plan_id),
                     ];
+                    let moved = moved.take();
+                    if let Some(moved) = &moved {
+                        moved.label(&mut labels);
+                    }
                     self.add(names::STARTED, &labels, 1)?;
                 } else {
-                    self.finished(after.operation_plan(), operation, false)?;
+                    self.finished(after.operation_plan(), operation, false, moved.take())?;
                 }
             }
+        }
+        if moved.is_some() {
+            // Every status change comes with an operation's start or end.
+            self.env
+                .log("metrics: a record changed status without an operation; not counted");
         }
         Ok(())
     }
 
-    /// The record leaves the (plan, status) it is counted in.
+    /// The record leaves the (plan, status) it is counted in without an operation.
     fn leave<R: Record>(&self, record: &R) -> Result<(), OsbError> {
         match placed(record) {
-            Some(was) => self.add(names::DOWN, &status_labels::<R>(&was), 1),
+            Some(was) => {
+                let labels = [
+                    ("record", R::NOUN),
+                    ("service_id", was.service_id),
+                    ("plan_id", was.plan_id),
+                    ("status", status_name(was.status)),
+                ];
+                self.add(names::DROPPED, &labels, 1)
+            }
             None => Ok(()),
         }
     }
 
     /// An operation ended; `counted_started` when its start was counted on its own.
-    fn finished(
+    fn finished<R: Record>(
         &self,
         (service_id, plan_id): (&str, &str),
         operation: &Operation,
         counted_started: bool,
+        moved: Option<Moved<'_, R>>,
     ) -> Result<(), OsbError> {
         let millis = self
             .env
@@ -214,7 +224,7 @@ impl<'a> Metrics<'a> {
             _ => "failed",
         };
         let kind = operation.kind.prefix();
-        let labels = [
+        let mut labels = vec![
             ("kind", kind),
             ("service_id", service_id),
             ("plan_id", plan_id),
@@ -227,8 +237,11 @@ impl<'a> Metrics<'a> {
                     "with_end"
                 },
             ),
-            ("le", &bucket),
+            ("le", bucket.as_str()),
         ];
+        if let Some(moved) = &moved {
+            moved.label(&mut labels);
+        }
         self.add(names::FINISHED, &labels, 1)?;
         let labels = [
             ("kind", kind),
@@ -265,13 +278,40 @@ fn placed<R: Record>(record: &R) -> Option<Placed<'_>> {
     })
 }
 
-fn status_labels<'a, R: Record>(placed: &Placed<'a>) -> [(&'static str, &'a str); 4] {
-    [
-        ("record", R::NOUN),
-        ("service_id", placed.service_id),
-        ("plan_id", placed.plan_id),
-        ("status", status_name(placed.status)),
-    ]
+/// A record's change of (plan, status) in one write, as counter labels.
+struct Moved<'a, R> {
+    was: Option<Placed<'a>>,
+    is: Option<Placed<'a>>,
+    record: std::marker::PhantomData<R>,
+}
+
+impl<'a, R: Record> Moved<'a, R> {
+    fn new(was: Option<Placed<'a>>, is: Option<Placed<'a>>) -> Self {
+        Moved {
+            was,
+            is,
+            record: std::marker::PhantomData,
+        }
+    }
+
+    fn label<'l>(&self, labels: &mut Vec<(&'static str, &'l str)>)
+    where
+        'a: 'l,
+    {
+        labels.push(("record", R::NOUN));
+        for (plan, status, place) in [
+            ("from_plan", "from", &self.was),
+            ("to_plan", "to", &self.is),
+        ] {
+            match place {
+                Some(place) => {
+                    labels.push((plan, place.plan_id));
+                    labels.push((status, status_name(place.status)));
+                }
+                None => labels.push((status, "none")),
+            }
+        }
+    }
 }
 
 /// The `status` label of a record status.

@@ -650,3 +650,4 @@ mod routing;
 mod storage;
 mod unbind;
 mod update;
+mod upgrade;

@@ -40,6 +40,25 @@ impl<K: Kv> World<K> {
         query: &[(&str, &str)],
         authorization: Option<String>,
     ) -> OsbResponse {
+        self.operator_request(config, method, path, query, authorization, Vec::new())
+    }
+
+    /// An operator request with a body, with the operator's credentials.
+    pub(crate) fn operator_send(&self, method: &str, path: &str, body: &str) -> OsbResponse {
+        let authorization = Some(basic("operator", PASSWORD));
+        let body = body.as_bytes().to_vec();
+        self.operator_request(&operator_config(), method, path, &[], authorization, body)
+    }
+
+    fn operator_request(
+        &self,
+        config: &MapConfig,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        authorization: Option<String>,
+        body: Vec<u8>,
+    ) -> OsbResponse {
         let request = OsbRequest {
             method: method.into(),
             path: path.into(),
@@ -50,7 +69,7 @@ impl<K: Kv> World<K> {
             headers: authorization
                 .map(|a| vec![("authorization".to_string(), a)])
                 .unwrap_or_default(),
-            body: Vec::new(),
+            body,
         };
         let broker = Broker {
             config,

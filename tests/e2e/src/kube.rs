@@ -23,6 +23,7 @@ pub const KUBE_COMPONENTS: &[&str] = &[
     "osb-bind",
     "osb-unbind",
     "osb-binding-last-operation",
+    "osb-operator",
 ];
 
 /// A running control plane.

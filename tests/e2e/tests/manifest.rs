@@ -8,8 +8,10 @@ use std::collections::BTreeSet;
 use spin_osb_core::backend::registry;
 use spin_osb_e2e::repo_root;
 
-/// The components that run backend steps: the operations and the polls that advance them.
+/// The components that run backend steps: the operations, the polls that advance them, and
+/// the operator API (fleet upgrades are ordinary updates).
 const BACKEND_COMPONENTS: &[&str] = &[
+    "osb-operator",
     "osb-provision",
     "osb-update",
     "osb-deprovision",

@@ -1,13 +1,5 @@
-//! The operator API: what the operators of a fleet need beyond OSB, served under
-//! `/operator/` by its own component with its own credentials (never the platform's).
+//! Listing and showing instances: the operator's view of the fleet, never a secret.
 //!
-//! | request | answer |
-//! | --- | --- |
-//! | `GET /operator/instances?service_id=&plan_id=&status=&maintenance_version=&limit=&after=` | a page of instances, oldest first, and `next` (the `after` of the next page) |
-//! | `GET /operator/instances/:instance_id` | one instance with its operation history and bindings |
-//! | `GET /metrics` | the fleet's metrics in the Prometheus text format ([`crate::metrics`]) |
-//!
-//! Nothing secret is ever returned: no seeds, credentials, parameter values or contexts.
 //! Listing reads the instance index ([`crate::index`]), never the store's key list: a page
 //! reads at most `SCAN_PER_PAGE` index slots, so it costs the same at 10 and at 100,000
 //! instances; filters that match little make short pages, and `next` goes on.
@@ -15,22 +7,16 @@
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Maintenance};
 use crate::error::OsbError;
-use crate::http::{Body, OsbRequest, OsbResponse};
+use crate::http::{OsbRequest, OsbResponse};
 use crate::index::Index;
 use crate::kv::Kv;
-use crate::outbound::Config;
-use crate::protocol::check_credentials;
 use crate::state::{
     binding_index, instance_index, instance_key, read, BindingRecord, InstanceRecord, Operation,
     OperationSummary, Status,
 };
 
-/// The Spin variable with the operator's user name (default `operator`).
-pub const USERNAME_VARIABLE: &str = "operator_username";
-/// The Spin variable with the operator's password; unset, the operator API is refused.
-pub const PASSWORD_VARIABLE: &str = "operator_password";
 /// Instances on a page when `limit` is not given, and the most a page may ask for.
 const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 500;
@@ -39,94 +25,20 @@ const SCAN_PER_PAGE: u64 = 2 * MAX_LIMIT;
 /// Bindings listed with an instance at most.
 const MAX_BINDINGS: u64 = 200;
 
-/// Serves one operator request (`/operator/...` and `/metrics`).
-pub async fn serve(broker: &Broker<'_>, request: &OsbRequest) -> OsbResponse {
-    match route(broker, request).await {
-        Ok(response) => response,
-        Err(error) => error.into(),
-    }
-}
-
-async fn route(broker: &Broker<'_>, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
-    authenticate(broker.config, request)?;
-    let kv = broker.kv;
-    let path = request.path.split('?').next().unwrap_or_default();
-    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["metrics"] => {
-            only_get(request)?;
-            let text = crate::metrics::exposition::render(kv, broker.catalog)?;
-            Ok(OsbResponse {
-                status: 200,
-                headers: vec![(
-                    "Content-Type".into(),
-                    crate::metrics::exposition::CONTENT_TYPE.into(),
-                )],
-                body: Body::Bytes(text.into_bytes()),
-            })
-        }
-        ["operator", "instances"] => {
-            only_get(request)?;
-            list_instances(kv, &Filter::from_request(request)?)
-        }
-        ["operator", "instances", id] => {
-            only_get(request)?;
-            let id = crate::http::decode_id("instance_id", id)?;
-            show_instance(kv, &id)
-        }
-        _ => Err(OsbError::not_found(format!(
-            "{path} is not an operator API path (see the README's Operating section)"
-        ))),
-    }
-}
-
-/// The operator's own credentials: refused entirely while `operator_password` is unset,
-/// and never the platform's.
-fn authenticate(config: &dyn Config, request: &OsbRequest) -> Result<(), OsbError> {
-    let Some(password) = config.get(PASSWORD_VARIABLE) else {
-        return Err(OsbError::forbidden(format!(
-            "the operator API is disabled: set the Spin variable {PASSWORD_VARIABLE}"
-        )));
-    };
-    let username = config
-        .get(USERNAME_VARIABLE)
-        .unwrap_or_else(|| "operator".into());
-    if config.get("broker_password").as_deref() == Some(password.as_str()) {
-        return Err(OsbError::internal(format!(
-            "{PASSWORD_VARIABLE} must not be the platform's broker_password: the operator API admits no one until it differs"
-        )));
-    }
-    check_credentials(
-        request.header("authorization"),
-        &username,
-        &password,
-        PASSWORD_VARIABLE,
-    )
-}
-
-fn only_get(request: &OsbRequest) -> Result<(), OsbError> {
-    if request.method == "GET" {
-        Ok(())
-    } else {
-        Err(OsbError::method_not_allowed(
-            format!("{} is not allowed here", request.method),
-            &["GET"],
-        ))
-    }
-}
-
 /// What a listing keeps.
-struct Filter {
+pub(super) struct Filter {
     service_id: Option<String>,
     plan_id: Option<String>,
     status: Option<Status>,
     maintenance_version: Option<String>,
+    /// Only instances running an older `maintenance_info` than their plan's.
+    outdated: bool,
     limit: u64,
     after: u64,
 }
 
 impl Filter {
-    fn from_request(request: &OsbRequest) -> Result<Self, OsbError> {
+    pub(super) fn from_request(request: &OsbRequest) -> Result<Self, OsbError> {
         let text = |name: &str| {
             request
                 .query(name)
@@ -153,7 +65,13 @@ impl Filter {
                 "limit must be between 1 and {MAX_LIMIT}"
             )));
         }
+        let outdated = match text("outdated").as_deref() {
+            None | Some("false") => false,
+            Some("true") => true,
+            Some(_) => return Err(OsbError::bad_request("outdated must be true or false")),
+        };
         Ok(Filter {
+            outdated,
             service_id: text("service_id"),
             plan_id: text("plan_id"),
             status,
@@ -221,7 +139,11 @@ fn summary(record: &InstanceRecord) -> InstanceSummary<'_> {
     }
 }
 
-fn list_instances(kv: &dyn Kv, filter: &Filter) -> Result<OsbResponse, OsbError> {
+pub(super) fn list_instances(
+    broker: &Broker<'_>,
+    filter: &Filter,
+) -> Result<OsbResponse, OsbError> {
+    let kv = broker.kv;
     let index = instance_index();
     let len = index.len(kv)?;
     let last = len.min(filter.after.saturating_add(SCAN_PER_PAGE));
@@ -235,7 +157,13 @@ fn list_instances(kv: &dyn Kv, filter: &Filter) -> Result<OsbResponse, OsbError>
         let Some(stored) = read::<InstanceRecord>(kv, &instance_key(&id))? else {
             continue;
         };
-        if Index::live(slot, stored.value.index_slot) && filter.keeps(&stored.value) {
+        let outdated = || -> Result<bool, OsbError> {
+            Ok(broker.maintenance(&stored.value)? != Maintenance::Current)
+        };
+        if Index::live(slot, stored.value.index_slot)
+            && filter.keeps(&stored.value)
+            && (!filter.outdated || outdated()?)
+        {
             records.push(stored.value);
             if records.len() as u64 == filter.limit {
                 break;
@@ -250,7 +178,7 @@ fn list_instances(kv: &dyn Kv, filter: &Filter) -> Result<OsbResponse, OsbError>
     ))
 }
 
-fn show_instance(kv: &dyn Kv, instance_id: &str) -> Result<OsbResponse, OsbError> {
+pub(super) fn show_instance(kv: &dyn Kv, instance_id: &str) -> Result<OsbResponse, OsbError> {
     let not_found =
         || OsbError::not_found(format!("service instance {instance_id} does not exist"));
     let record = read::<InstanceRecord>(kv, &instance_key(instance_id))?
