@@ -84,9 +84,7 @@ impl Api {
         if let Some(body) = body {
             request = request.json(body);
         }
-        let response = request
-            .send()
-            .with_context(|| format!("calling {url}"))?;
+        let response = request.send().with_context(|| format!("calling {url}"))?;
         let status = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -107,8 +105,13 @@ impl Api {
         if expected.contains(&answer.status) {
             return Ok(answer);
         }
-        let description = answer.body["description"].as_str().unwrap_or("no description");
-        bail!("{what}: the broker answered {}: {description}", answer.status)
+        let description = answer.body["description"]
+            .as_str()
+            .unwrap_or("no description");
+        bail!(
+            "{what}: the broker answered {}: {description}",
+            answer.status
+        )
     }
 }
 
@@ -121,7 +124,9 @@ pub fn outdated(target: &Target) -> Result<()> {
     loop {
         let path = format!("/operator/instances?outdated=true&limit=500&after={after}");
         let answer = api.send(reqwest::Method::GET, &path, None)?;
-        let page = api.expect(answer, &[200], "listing outdated instances")?.body;
+        let page = api
+            .expect(answer, &[200], "listing outdated instances")?
+            .body;
         for instance in page["instances"].as_array().into_iter().flatten() {
             count += 1;
             println!(
@@ -145,8 +150,14 @@ pub fn outdated(target: &Target) -> Result<()> {
 pub fn abandon(target: &Target) -> Result<()> {
     let api = Api::new(target)?;
     let answer = api.send(reqwest::Method::DELETE, "/operator/upgrades/current", None)?;
-    let run = api.expect(answer, &[200], "abandoning the fleet upgrade")?.body;
-    println!("{} {}", run["id"].as_str().unwrap_or("?"), run["phase"].as_str().unwrap_or("?"));
+    let run = api
+        .expect(answer, &[200], "abandoning the fleet upgrade")?
+        .body;
+    println!(
+        "{} {}",
+        run["id"].as_str().unwrap_or("?"),
+        run["phase"].as_str().unwrap_or("?")
+    );
     Ok(())
 }
 
@@ -169,7 +180,9 @@ pub fn upgrade(args: &UpgradeArgs) -> Result<bool> {
     });
     let answer = api.send(reqwest::Method::POST, "/operator/upgrades", Some(&settings))?;
     let created = answer.status == 201;
-    let run = api.expect(answer, &[200, 201], "starting the fleet upgrade")?.body;
+    let run = api
+        .expect(answer, &[200, 201], "starting the fleet upgrade")?
+        .body;
     let id = run["id"].as_str().unwrap_or("?").to_string();
     if created {
         println!("fleet upgrade {id} started: {}", run["settings"]);
@@ -182,7 +195,11 @@ pub fn upgrade(args: &UpgradeArgs) -> Result<bool> {
     let mut errors_in_a_row = 0;
     let mut last_status = String::new();
     let run = loop {
-        let answer = match api.send(reqwest::Method::POST, "/operator/upgrades/current/step", None) {
+        let answer = match api.send(
+            reqwest::Method::POST,
+            "/operator/upgrades/current/step",
+            None,
+        ) {
             Ok(answer) => answer,
             Err(error) => {
                 errors_in_a_row += 1;
@@ -206,7 +223,10 @@ pub fn upgrade(args: &UpgradeArgs) -> Result<bool> {
             }
             503 | 500 | 502 | 504 if errors_in_a_row < 10 => {
                 errors_in_a_row += 1;
-                eprintln!("  ! the broker answered {}: {}; retrying", answer.status, answer.body["description"]);
+                eprintln!(
+                    "  ! the broker answered {}: {}; retrying",
+                    answer.status, answer.body["description"]
+                );
                 thread::sleep(Duration::from_secs(2));
                 continue;
             }
@@ -227,7 +247,10 @@ pub fn upgrade(args: &UpgradeArgs) -> Result<bool> {
         if matches!(run["phase"].as_str(), Some("done" | "stopped")) {
             break run;
         }
-        let wait = answer.retry_after.unwrap_or(1).clamp(1, args.max_interval_secs.max(1));
+        let wait = answer
+            .retry_after
+            .unwrap_or(1)
+            .clamp(1, args.max_interval_secs.max(1));
         thread::sleep(Duration::from_secs(wait));
     };
     Ok(summary(&run))
@@ -236,7 +259,11 @@ pub fn upgrade(args: &UpgradeArgs) -> Result<bool> {
 /// One event as a line.
 fn describe(event: &Value) -> String {
     let id = event["instance_id"].as_str().unwrap_or("?");
-    let canary = if event["canary"] == true { " (canary)" } else { "" };
+    let canary = if event["canary"] == true {
+        " (canary)"
+    } else {
+        ""
+    };
     let detail = event["description"]
         .as_str()
         .map(|d| format!(": {d}"))
@@ -290,7 +317,11 @@ fn summary(run: &Value) -> bool {
         println!(
             "  ✗ {}{}: {}",
             failure["instance_id"].as_str().unwrap_or("?"),
-            if failure["canary"] == true { " (canary)" } else { "" },
+            if failure["canary"] == true {
+                " (canary)"
+            } else {
+                ""
+            },
             failure["description"].as_str().unwrap_or("")
         );
     }

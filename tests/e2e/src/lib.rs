@@ -16,6 +16,7 @@
 //! * [`Broker::store_entries`] ([`store`]) reads the SQLite state file the way the broker
 //!   wrote it.
 //! * [`kube`]: the Kubernetes control plane of `tests/kube/kube.sh`.
+//! * [`fleet`]: `spin-osb fleet …` run against a broker, as an operator runs it.
 //!
 //! Processes, Redis, ports and query strings come from `spin-osb-test-support`.
 //!
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub mod broker;
 pub mod catalog;
+pub mod fleet;
 pub mod ids;
 pub mod kube;
 pub mod osb;

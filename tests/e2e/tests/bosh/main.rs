@@ -4,7 +4,7 @@
 //!
 //! Each test starts its own simulator and broker. [`lifecycle`]: whole lifecycles;
 //! [`failures`]: director failures and what descriptions reveal; [`recovery`]: concurrency,
-//! lost answers, restarts, tokens and unreachable directors.
+//! lost answers, restarts, tokens and unreachable directors; [`fleet`]: fleet upgrades.
 
 use std::time::{Duration, Instant};
 
@@ -17,11 +17,14 @@ use spin_osb_e2e::kube::KUBE_COMPONENTS;
 use spin_osb_e2e::{json, new_id, repo_root, Broker, Options, Plan, Value};
 
 mod failures;
+mod fleet;
 mod lifecycle;
 mod recovery;
 
 const CLIENT: &str = "spin-osb";
 const SECRET: &str = "director-client-secret";
+/// The operator API's password (fleet upgrades).
+const OPERATOR_PASSWORD: &str = "operator-bosh-password";
 
 struct Setup {
     sim: Simulator,
@@ -70,7 +73,8 @@ fn setup_full(config: SimConfig, catalog: std::path::PathBuf, uaa_url: Option<&s
         uaa_url.map_or_else(|| sim.base_url(), str::to_string),
     )
     .env("SPIN_VARIABLE_BOSH_CLIENT", CLIENT)
-    .env("SPIN_VARIABLE_BOSH_CLIENT_SECRET", SECRET);
+    .env("SPIN_VARIABLE_BOSH_CLIENT_SECRET", SECRET)
+    .env("SPIN_VARIABLE_OPERATOR_PASSWORD", OPERATOR_PASSWORD);
     let broker = Broker::start_with_options(options);
     Setup {
         sim,
