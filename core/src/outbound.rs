@@ -127,6 +127,11 @@ impl<'a> Outbound<'a> {
         }
     }
 
+    /// The clock and randomness of the request.
+    pub fn env(&self) -> &'a dyn Env {
+        self.clock
+    }
+
     /// Writes a line to the operators' log: where the details of a backend call go that
     /// the short description shown to users leaves out.
     pub fn log(&self, line: &str) {

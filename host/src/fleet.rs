@@ -146,6 +146,127 @@ pub fn outdated(target: &Target) -> Result<()> {
     Ok(())
 }
 
+/// `spin-osb fleet orphans` options.
+#[derive(clap::Args, Debug, Clone)]
+pub struct OrphansArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Delete the orphans found (each is checked again by the broker first) and poll the
+    /// stuck instances (which ends them, failed, past their deadline).
+    #[arg(long)]
+    pub delete: bool,
+}
+
+/// `spin-osb fleet orphans`: backend resources of instances the broker no longer has, and
+/// instances stuck in progress past their deadline; with `--delete`, cleans them up.
+pub fn orphans(args: &OrphansArgs) -> Result<()> {
+    let api = Api::new(&args.target)?;
+    let answer = api.send(reqwest::Method::GET, "/operator/orphans", None)?;
+    let report = api.expect(answer, &[200], "looking for orphans")?.body;
+    let mut cleanup = json!({});
+    let mut found = 0;
+    for backend in ["kubernetes", "bosh"] {
+        let Some(section) = report.get(backend) else {
+            continue;
+        };
+        if let Some(error) = section["error"].as_str() {
+            println!("{backend}: could not look ({error})");
+            continue;
+        }
+        let orphans = section["orphans"].as_array().cloned().unwrap_or_default();
+        println!("{backend}: {} orphan(s)", orphans.len());
+        for orphan in &orphans {
+            found += 1;
+            let what = match backend {
+                "bosh" => format!(
+                    "deployment {}",
+                    orphan["deployment"].as_str().unwrap_or("?")
+                ),
+                _ => format!(
+                    "{} {}{}",
+                    orphan["kind"].as_str().unwrap_or("?"),
+                    orphan["namespace"]
+                        .as_str()
+                        .map(|ns| format!("{ns}/"))
+                        .unwrap_or_default(),
+                    orphan["name"].as_str().unwrap_or("?"),
+                ),
+            };
+            println!(
+                "  {what}\tinstance {}",
+                orphan["instance_id"].as_str().unwrap_or("?")
+            );
+        }
+        cleanup[backend] = match backend {
+            "bosh" => json!(orphans
+                .iter()
+                .map(|o| o["deployment"].clone())
+                .collect::<Vec<_>>()),
+            _ => json!(orphans),
+        };
+    }
+    let mut stuck = Vec::new();
+    let mut after = String::new();
+    loop {
+        let path = format!("/operator/instances?stuck=true&limit=500&after={after}");
+        let answer = api.send(reqwest::Method::GET, &path, None)?;
+        let page = api.expect(answer, &[200], "listing stuck instances")?.body;
+        for instance in page["instances"].as_array().into_iter().flatten() {
+            stuck.push(instance["instance_id"].as_str().unwrap_or("?").to_string());
+            println!(
+                "stuck: {}\t{} since {}",
+                instance["instance_id"].as_str().unwrap_or("?"),
+                instance["operation"]["kind"].as_str().unwrap_or("?"),
+                instance["operation"]["started_at"],
+            );
+        }
+        match page["next"].as_str() {
+            Some(next) => after = next.to_string(),
+            None => break,
+        }
+    }
+    println!("{found} orphan(s), {} stuck instance(s)", stuck.len());
+    if !args.delete {
+        if found + stuck.len() > 0 {
+            println!("nothing was changed; run again with --delete to clean up");
+        }
+        return Ok(());
+    }
+    if found > 0 {
+        let answer = api.send(
+            reqwest::Method::POST,
+            "/operator/orphans/cleanup",
+            Some(&cleanup),
+        )?;
+        let results = api.expect(answer, &[200], "cleaning up orphans")?.body;
+        for result in results["results"].as_array().into_iter().flatten() {
+            let reason = result["reason"]
+                .as_str()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            println!(
+                "  {}: {}{reason}",
+                result["resource"].as_str().unwrap_or("?"),
+                result["state"].as_str().unwrap_or("?")
+            );
+        }
+    }
+    for id in &stuck {
+        let path = format!("/operator/instances/{id}/last_operation");
+        let answer = api.send(reqwest::Method::POST, &path, None)?;
+        let polled = api.expect(answer, &[200], &format!("polling {id}"))?.body;
+        println!(
+            "  {id}: {}{}",
+            polled["state"].as_str().unwrap_or("?"),
+            polled["description"]
+                .as_str()
+                .map(|d| format!(" ({d})"))
+                .unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
 /// `spin-osb fleet abandon`: stops the active upgrade run.
 pub fn abandon(target: &Target) -> Result<()> {
     let api = Api::new(target)?;

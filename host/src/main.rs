@@ -49,6 +49,9 @@ enum FleetCommand {
     Outdated(fleet::Target),
     /// Stop the active fleet upgrade (upgrades already running finish as ordinary updates).
     Abandon(fleet::Target),
+    /// Find backend resources of instances the broker no longer has, and instances stuck
+    /// past their deadline; `--delete` cleans them up (never automatically).
+    Orphans(fleet::OrphansArgs),
 }
 
 #[derive(Subcommand)]
@@ -112,6 +115,7 @@ fn main() -> std::process::ExitCode {
         },
         Command::Fleet(FleetCommand::Outdated(target)) => fleet::outdated(&target),
         Command::Fleet(FleetCommand::Abandon(target)) => fleet::abandon(&target),
+        Command::Fleet(FleetCommand::Orphans(args)) => fleet::orphans(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -105,17 +105,21 @@ impl Broker<'_> {
         })
     }
 
-    /// The instance's `last_operation` for `operation` (advancing it by one backend step,
-    /// as a platform's poll does): its state and description.
-    pub async fn poll_upgrade(
+    /// The instance's `last_operation` for `operation` (its current one when `None`),
+    /// advancing it by one backend step as a platform's poll does: its state and
+    /// description.
+    pub async fn poll_instance(
         &self,
         instance_id: &str,
-        operation: &str,
+        operation: Option<&str>,
     ) -> Result<(OperationState, Option<String>), OsbError> {
         let request = OsbRequest {
             method: "GET".into(),
             path: format!("/v2/service_instances/{instance_id}/last_operation"),
-            query: vec![("operation".into(), operation.into())],
+            query: operation
+                .map(|o| ("operation".to_string(), o.to_string()))
+                .into_iter()
+                .collect(),
             headers: Vec::new(),
             body: Vec::new(),
         };

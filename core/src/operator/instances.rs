@@ -33,6 +33,8 @@ pub(super) struct Filter {
     maintenance_version: Option<String>,
     /// Only instances running an older `maintenance_info` than their plan's.
     outdated: bool,
+    /// Only instances whose operation is still in progress past its deadline.
+    stuck: bool,
     limit: u64,
     after: u64,
 }
@@ -65,13 +67,16 @@ impl Filter {
                 "limit must be between 1 and {MAX_LIMIT}"
             )));
         }
-        let outdated = match text("outdated").as_deref() {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(_) => return Err(OsbError::bad_request("outdated must be true or false")),
+        let flag = |name: &str| match text(name).as_deref() {
+            None | Some("false") => Ok(false),
+            Some("true") => Ok(true),
+            Some(_) => Err(OsbError::bad_request(format!(
+                "{name} must be true or false"
+            ))),
         };
         Ok(Filter {
-            outdated,
+            outdated: flag("outdated")?,
+            stuck: flag("stuck")?,
             service_id: text("service_id"),
             plan_id: text("plan_id"),
             status,
@@ -144,6 +149,7 @@ pub(super) fn list_instances(
     filter: &Filter,
 ) -> Result<OsbResponse, OsbError> {
     let kv = broker.kv;
+    let now = broker.env.now();
     let index = instance_index();
     let len = index.len(kv)?;
     let last = len.min(filter.after.saturating_add(SCAN_PER_PAGE));
@@ -160,8 +166,11 @@ pub(super) fn list_instances(
         let outdated = || -> Result<bool, OsbError> {
             Ok(broker.maintenance(&stored.value)? != Maintenance::Current)
         };
+        let operation = &stored.value.operation;
+        let stuck = operation.in_progress() && operation.deadline.is_some_and(|d| now >= d);
         if Index::live(slot, stored.value.index_slot)
             && filter.keeps(&stored.value)
+            && (!filter.stuck || stuck)
             && (!filter.outdated || outdated()?)
         {
             records.push(stored.value);

@@ -3,8 +3,11 @@
 //!
 //! | request | answer |
 //! | --- | --- |
-//! | `GET /operator/instances?service_id=&plan_id=&status=&maintenance_version=&outdated=&limit=&after=` | a page of instances, oldest first, and `next` (the `after` of the next page) |
+//! | `GET /operator/instances?service_id=&plan_id=&status=&maintenance_version=&outdated=&stuck=&limit=&after=` | a page of instances, oldest first, and `next` (the `after` of the next page) |
 //! | `GET /operator/instances/:instance_id` | one instance with its operation history and bindings |
+//! | `POST /operator/instances/:instance_id/last_operation` | polls its operation as a platform would (ends a stuck one past its deadline) |
+//! | `GET /operator/orphans` | backend resources of instances the broker no longer has ([`orphans`]) |
+//! | `POST /operator/orphans/cleanup` | deletes the named orphans that still are orphans |
 //! | `POST /operator/upgrades` | starts an upgrade-all by `maintenance_info` ([`upgrade`]), or answers the active one |
 //! | `GET`/`DELETE /operator/upgrades/current` | the current run; abandon it |
 //! | `POST /operator/upgrades/current/step` | one step of the active run |
@@ -13,6 +16,7 @@
 //! Nothing secret is ever returned: no seeds, credentials, parameter values or contexts.
 
 mod instances;
+mod orphans;
 mod upgrade;
 
 use crate::broker::Broker;
@@ -59,6 +63,23 @@ async fn route(broker: &Broker<'_>, request: &OsbRequest) -> Result<OsbResponse,
             only_get(request)?;
             let id = crate::http::decode_id("instance_id", id)?;
             instances::show_instance(kv, &id)
+        }
+        ["operator", "instances", id, "last_operation"] => {
+            only(request, "POST")?;
+            let id = crate::http::decode_id("instance_id", id)?;
+            let (state, description) = broker.poll_instance(&id, None).await?;
+            Ok(OsbResponse::json(
+                200,
+                serde_json::json!({ "state": state.as_osb(), "description": description }),
+            ))
+        }
+        ["operator", "orphans"] => {
+            only_get(request)?;
+            orphans::report(broker).await
+        }
+        ["operator", "orphans", "cleanup"] => {
+            only(request, "POST")?;
+            orphans::clean(broker, request).await
         }
         ["operator", "upgrades"] => {
             only(request, "POST")?;

@@ -396,7 +396,7 @@ impl Stepper<'_, '_> {
             }
             match self
                 .broker
-                .poll_upgrade(&tracked.instance_id, &tracked.operation)
+                .poll_instance(&tracked.instance_id, Some(&tracked.operation))
                 .await
             {
                 Ok((OperationState::InProgress, _)) => still.push(tracked),

@@ -22,11 +22,13 @@
 
 mod claims;
 mod fingerprint;
+mod identity;
 mod records;
 mod store;
 
 pub use claims::{create, create_after_read, create_record, delete_claims, Created};
 pub use fingerprint::fingerprint;
+pub use identity::broker_id;
 pub use records::{
     BindingRecord, Done, InstanceMetadata, InstanceRecord, Operation, OperationKind,
     OperationState, OperationSummary, Outcome, PendingUpdate, Record, Status,

@@ -253,3 +253,45 @@ fn a_page_reads_a_bounded_number_of_slots_whatever_the_filter() {
     assert!(body(&page)["next"].is_string(), "{}", body_text(&page));
     assert!(calls <= 2 * 1_000 + 1, "{calls} store calls for one page");
 }
+
+#[test]
+fn stuck_instances_are_listed_and_a_poll_ends_them_past_their_deadline() {
+    let w = world();
+    expect(w.provision("s1", SHORT), 202);
+    expect(w.provision("s2", ASYNC), 202);
+    let stuck = |w: &World| ids(&w.operator("/operator/instances", &[("stuck", "true")]));
+    assert!(stuck(&w).is_empty(), "nothing is past its deadline yet");
+    w.env.advance(SHORT_LIMIT + 1);
+    assert_eq!(stuck(&w), ["s1"]);
+    let polled = w.operator_send("POST", "/operator/instances/s1/last_operation", "");
+    let polled = body(&expect(polled, 200));
+    assert_eq!(polled["state"], "failed", "{polled}");
+    assert!(stuck(&w).is_empty());
+    expect(
+        w.operator("/operator/instances", &[("stuck", "maybe")]),
+        400,
+    );
+    expect(
+        w.operator_send("POST", "/operator/instances/nope/last_operation", ""),
+        404,
+    );
+}
+
+#[test]
+fn a_catalog_without_external_backends_has_no_orphans_to_look_for() {
+    let w = world();
+    let report = expect(w.operator("/operator/orphans", &[]), 200);
+    assert_eq!(body(&report), &json!({}));
+    let cleanup = w.operator_send("POST", "/operator/orphans/cleanup", r#"{"bosh": ["cf"]}"#);
+    // Without BOSH variables the director cannot be asked: 503 naming the variable.
+    let cleanup = expect(cleanup, 503);
+    assert!(
+        body_text(&cleanup).contains("bosh_director_url"),
+        "{}",
+        body_text(&cleanup)
+    );
+    expect(
+        w.operator_send("POST", "/operator/orphans/cleanup", "{\"other\": 1}"),
+        400,
+    );
+}

@@ -298,13 +298,18 @@ impl Kube {
         let pods = self.list(&format!("/api/v1/namespaces/{namespace}/pods"), "");
         for pod in &pods {
             let name = pod["metadata"]["name"].as_str().unwrap_or_default();
-            self.patch_status(
-                &format!("/api/v1/namespaces/{namespace}/pods/{name}"),
-                json!({"phase": "Running", "conditions": [
-                    {"type": "Ready", "status": "True", "lastTransitionTime": now},
-                    {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}
-                ]}),
+            let status = json!({"status": {"phase": "Running", "conditions": [
+                {"type": "Ready", "status": "True", "lastTransitionTime": now},
+                {"type": "ContainersReady", "status": "True", "lastTransitionTime": now}
+            ]}});
+            let path = format!("/api/v1/namespaces/{namespace}/pods/{name}/status");
+            // A pod deleted since the list (a rollout replaces pods) is no longer ours to mark.
+            let (code, body) = self.call(
+                "PATCH",
+                &path,
+                Some(("application/merge-patch+json", status)),
             );
+            assert!(matches!(code, 200 | 404), "patch {path}: {code} {body}");
         }
         pods.len()
     }

@@ -2,7 +2,9 @@
 //! `maintenance_info` changes with a new image and replica count; the CLI upgrades the
 //! fleet canary first, is killed mid-run and resumed from the store, a user's update meanwhile
 //! gets the ordinary 422, and a broken next version's canary fails and stops the run with
-//! every other instance left as it was. (The BOSH half is in tests/bosh/fleet.rs.)
+//! every other instance left as it was. Orphans: objects and namespaces the broker made for
+//! instances it no longer has are reported and, on request, deleted; nothing else is
+//! touched; a stuck instance is listed and ended. (The BOSH half is in tests/bosh/fleet.rs.)
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -15,6 +17,17 @@ const WAIT: Duration = Duration::from_secs(120);
 
 /// A one-plan catalog whose Deployment runs `image` with `replicas`, at `version`.
 fn catalog(dir: &Path, version: &str, image: &str, replicas: i64) -> PathBuf {
+    catalog_with(dir, version, image, replicas, 600)
+}
+
+/// [`catalog`] whose operations fail after `max_polling` seconds.
+fn catalog_with(
+    dir: &Path,
+    version: &str,
+    image: &str,
+    replicas: i64,
+    max_polling: u64,
+) -> PathBuf {
     let dir = dir.join(version);
     std::fs::create_dir_all(&dir).unwrap();
     let yaml = format!(
@@ -30,6 +43,7 @@ fn catalog(dir: &Path, version: &str, image: &str, replicas: i64) -> PathBuf {
         name: web
         description: One Deployment; each maintenance version changes its image and replicas.
         maintenance_info: {{version: {version}}}
+        maximum_polling_duration: {max_polling}
         backend:
           type: kubernetes
           namespace:
@@ -243,4 +257,161 @@ fn a_fleet_upgrade_goes_canary_first_survives_a_kill_and_stops_on_a_failing_cana
             last.body
         );
     }
+}
+
+/// An object as the broker `broker_id` marks its own, for `instance_id`.
+fn marked(
+    (kind, api_version): (&str, &str),
+    name: &str,
+    namespace: Option<&str>,
+    broker_id: &str,
+    instance_id: &str,
+) -> Value {
+    let mut metadata = json!({
+        "name": name,
+        "labels": {"app.kubernetes.io/managed-by": "spin-osb",
+            "osb.spin-osb.dev/instance": instance_id, "osb.spin-osb.dev/broker": broker_id},
+        "annotations": {"osb.spin-osb.dev/instance-id": instance_id},
+    });
+    if let Some(ns) = namespace {
+        metadata["namespace"] = json!(ns);
+    }
+    let mut object = json!({"apiVersion": api_version, "kind": kind, "metadata": metadata});
+    if kind == "Deployment" {
+        object["spec"] = json!({
+            "replicas": 0,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": "c", "image": "registry.example/x:1"}]}},
+        });
+    }
+    object
+}
+
+#[test]
+fn orphans_are_reported_and_deleted_on_request_and_stuck_instances_ended() {
+    let c = cluster();
+    let k = c.admin();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = catalog_with(tmp.path(), "1.0.0", "registry.example/web:1", 1, 3);
+    let b = Broker::start_with_options(
+        c.broker_options(&dir, &c.api_url, &c.admin_token, tmp.path())
+            .env("SPIN_VARIABLE_OPERATOR_PASSWORD", OPERATOR_PASSWORD),
+    );
+    let plan = b.catalog().plan_named("web").expect("plan web");
+    let ns = format!("orphans-{}", &new_id()[..8]);
+    k.create_namespace(&ns);
+    let live = new_id();
+    let op = b
+        .provision(&live, &body(&plan, &ns), true)
+        .expect(202)
+        .operation();
+    let done = eventually("the provision", WAIT, || {
+        k.make_pods_ready(&ns);
+        let last = b.instance_last_operation(&live, Some(&op));
+        (last.json["state"] != "in progress").then_some(last.json)
+    });
+    assert_eq!(done["state"], "succeeded", "{done}");
+    // Never made ready, and nobody polls it: stuck once its 3 s are over.
+    let stuck = new_id();
+    b.provision(&stuck, &body(&plan, &ns), true).expect(202);
+
+    // Left behind by instances the broker no longer has, and things that are not its own:
+    // unlabelled, and another broker's (sharing the cluster).
+    let report = b
+        .request("GET", "/operator/orphans")
+        .auth("operator", OPERATOR_PASSWORD)
+        .version(None)
+        .send()
+        .expect(200);
+    let broker_id = report.json["broker_id"]
+        .as_str()
+        .expect("broker_id")
+        .to_string();
+    let gone = new_id();
+    let deployments = format!("/apis/apps/v1/namespaces/{ns}/deployments");
+    let deployment_kind = ("Deployment", "apps/v1");
+    let orphan = format!("web-orphan-{}", &gone[..8]);
+    let object = marked(deployment_kind, &orphan, Some(&ns), &broker_id, &gone);
+    k.apply(&format!("{deployments}/{orphan}"), object);
+    let orphan_ns = format!("osb-{}", &gone[..8]);
+    let object = marked(("Namespace", "v1"), &orphan_ns, None, &broker_id, &gone);
+    k.apply(&format!("/api/v1/namespaces/{orphan_ns}"), object);
+    let mut foreign = marked(deployment_kind, "not-ours", Some(&ns), &broker_id, &gone);
+    foreign["metadata"]["labels"] = json!({"app": "not-ours"});
+    k.apply(&format!("{deployments}/not-ours"), foreign);
+    let theirs = marked(
+        deployment_kind,
+        "another-brokers",
+        Some(&ns),
+        "0123456789abcdef",
+        &gone,
+    );
+    k.apply(&format!("{deployments}/another-brokers"), theirs);
+    std::thread::sleep(Duration::from_secs(4));
+
+    let (status, text) = b.fleet(OPERATOR_PASSWORD, &["orphans"]).finish(WAIT, || {});
+    assert!(status.success(), "{text}");
+    assert!(
+        text.contains(&format!("Deployment {ns}/{orphan}")),
+        "{text}"
+    );
+    assert!(text.contains(&format!("Namespace {orphan_ns}")), "{text}");
+    assert!(text.contains(&format!("stuck: {stuck}")), "{text}");
+    assert!(text.contains("2 orphan(s), 1 stuck instance(s)"), "{text}");
+    for left_alone in ["not-ours", "another-brokers", &live[..8]] {
+        assert!(
+            !text.contains(left_alone),
+            "{left_alone} is not an orphan:\n{text}"
+        );
+    }
+    assert!(
+        k.get(&format!("{deployments}/{orphan}")).is_some(),
+        "reporting deletes nothing"
+    );
+
+    let (status, text) = b
+        .fleet(OPERATOR_PASSWORD, &["orphans", "--delete"])
+        .finish(WAIT, || {});
+    assert!(status.success(), "{text}");
+    assert!(text.contains(&format!("{stuck}: failed")), "{text}");
+    eventually("the orphan Deployment to go", WAIT, || {
+        k.get(&format!("{deployments}/{orphan}"))
+            .is_none()
+            .then_some(())
+    });
+    let namespace = k.get(&format!("/api/v1/namespaces/{orphan_ns}"));
+    assert!(
+        namespace.is_none_or(|n| n["metadata"]["deletionTimestamp"].is_string()),
+        "the orphan namespace is being deleted"
+    );
+    assert!(
+        k.get(&format!("{deployments}/not-ours")).is_some(),
+        "not the broker's: left alone"
+    );
+    assert!(
+        k.get(&format!("{deployments}/another-brokers")).is_some(),
+        "another broker's"
+    );
+    assert!(
+        k.get(&format!("{deployments}/web-{}", &live[..8]))
+            .is_some(),
+        "alive: left alone"
+    );
+    let last = b.instance_last_operation(&stuck, None).expect(200);
+    assert_eq!(last.json["state"], "failed", "{}", last.body);
+    let (_, text) = b.fleet(OPERATOR_PASSWORD, &["orphans"]).finish(WAIT, || {});
+    assert!(text.contains("0 orphan(s), 0 stuck instance(s)"), "{text}");
+
+    for iid in [&live, &stuck] {
+        let op = b.deprovision(iid, &plan, true).expect(202).operation();
+        let last = b.wait_instance_operation(iid, &op);
+        assert!(
+            last.status == 410 || last.json["state"] == "succeeded",
+            "{}",
+            last.body
+        );
+    }
+    k.delete(&format!("{deployments}/not-ours"));
+    k.delete(&format!("{deployments}/another-brokers"));
 }

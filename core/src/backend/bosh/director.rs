@@ -140,6 +140,25 @@ impl<'a> Director<'a> {
         }
     }
 
+    /// The names of every deployment on the director.
+    pub async fn deployments(&self) -> Result<Vec<String>, BackendError> {
+        let url = self
+            .url("/deployments?exclude_configs=true&exclude_releases=true&exclude_stemcells=true");
+        let response = self.send(HttpRequest::new("GET", url)).await?;
+        if response.status != 200 {
+            return Err(self.failure(&response, "listing deployments"));
+        }
+        let list: Value = serde_json::from_slice(&response.body).map_err(|e| {
+            BackendError::Transient(format!("the director's deployment list is not JSON: {e}"))
+        })?;
+        Ok(list
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|d| d["name"].as_str().map(str::to_owned))
+            .collect())
+    }
+
     /// Whether the deployment exists.
     pub async fn deployment_exists(&self, deployment: &str) -> Result<bool, BackendError> {
         let url = self.url(&format!("/deployments/{}", encode(deployment)));

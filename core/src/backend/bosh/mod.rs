@@ -132,32 +132,38 @@ impl Backend for Bosh<'_> {
     }
 }
 
+/// The director the broker's variables name.
+pub fn connect<'a>(services: Services<'a>, now: u64) -> Result<Director<'a>, BackendError> {
+    let config = services.config;
+    let missing = |name: &str| {
+        BackendError::Permanent(format!(
+            "the broker has no BOSH director settings: set the Spin variable {name}"
+        ))
+    };
+    let url = config
+        .get(DIRECTOR_URL_VARIABLE)
+        .ok_or_else(|| missing(DIRECTOR_URL_VARIABLE))?;
+    let client = config
+        .get(CLIENT_VARIABLE)
+        .ok_or_else(|| missing(CLIENT_VARIABLE))?;
+    let secret = config
+        .get(CLIENT_SECRET_VARIABLE)
+        .ok_or_else(|| missing(CLIENT_SECRET_VARIABLE))?;
+    Ok(
+        Director::new(services.http, services.kv, &url, client, secret, now)
+            .with_uaa(config.get(UAA_URL_VARIABLE)),
+    )
+}
+
+/// The instance a deployment was made for, from its name (`service-instance_<id>`).
+pub fn instance_of_deployment(name: &str) -> Option<&str> {
+    name.strip_prefix("service-instance_")
+        .filter(|id| !id.is_empty())
+}
+
 impl<'a> Bosh<'a> {
     fn director(&self, now: u64) -> Result<Director<'a>, BackendError> {
-        let config = self.services.config;
-        let missing = |name: &str| {
-            BackendError::Permanent(format!(
-                "the broker has no BOSH director settings: set the Spin variable {name}"
-            ))
-        };
-        let url = config
-            .get(DIRECTOR_URL_VARIABLE)
-            .ok_or_else(|| missing(DIRECTOR_URL_VARIABLE))?;
-        let client = config
-            .get(CLIENT_VARIABLE)
-            .ok_or_else(|| missing(CLIENT_VARIABLE))?;
-        let secret = config
-            .get(CLIENT_SECRET_VARIABLE)
-            .ok_or_else(|| missing(CLIENT_SECRET_VARIABLE))?;
-        Ok(Director::new(
-            self.services.http,
-            self.services.kv,
-            &url,
-            client,
-            secret,
-            now,
-        )
-        .with_uaa(config.get(UAA_URL_VARIABLE)))
+        connect(self.services, now)
     }
 
     /// Walks the operation's actions: each poll checks the current task and, once it is

@@ -272,6 +272,45 @@ impl<'a> Api<'a> {
             .map(|_| ())
     }
 
+    /// Every object of `api_version`/`kind` (in every namespace) labelled as made by the
+    /// broker `broker_id`.
+    pub async fn list_managed(
+        &self,
+        api_version: &str,
+        kind: &str,
+        broker_id: &str,
+    ) -> Result<Vec<(ObjectRef, Value)>, BackendError> {
+        let resource = self.resource(api_version, kind).await?;
+        let selector = format!(
+            "{}=spin-osb,{}={broker_id}",
+            super::objects::MANAGED_BY,
+            super::objects::BROKER_LABEL
+        );
+        let path = format!(
+            "{}/{}?labelSelector={}",
+            group_version_root(api_version),
+            segment(&resource.name),
+            percent_encoding::utf8_percent_encode(&selector, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let response = self.send(HttpRequest::new("GET", self.url(&path))).await?;
+        let list = self.expect_ok(&response, &format!("listing {kind} objects"))?;
+        let items = list["items"].as_array().cloned().unwrap_or_default();
+        Ok(items
+            .into_iter()
+            .filter_map(|item| {
+                let metadata = &item["metadata"];
+                let reference = ObjectRef {
+                    api_version: api_version.to_string(),
+                    kind: kind.to_string(),
+                    name: metadata["name"].as_str()?.to_string(),
+                    namespace: metadata["namespace"].as_str().map(str::to_owned),
+                    plural: resource.name.clone(),
+                };
+                Some((reference, item))
+            })
+            .collect())
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

@@ -156,10 +156,7 @@ impl BackendConfig for KubernetesConfig {
     type Backend<'a> = Kubernetes<'a>;
 
     fn backend<'a>(&'a self, services: Services<'a>) -> Kubernetes<'a> {
-        Kubernetes {
-            config: self,
-            services,
-        }
+        Kubernetes::new(self, services)
     }
 
     fn dashboard_url(&self) -> Option<&str> {

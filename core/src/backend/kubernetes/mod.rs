@@ -20,6 +20,7 @@
 pub mod api;
 mod binding;
 mod config;
+pub mod inventory;
 pub mod objects;
 pub mod readiness;
 
@@ -52,6 +53,8 @@ const POLL_SECONDS: u64 = 3;
 pub struct Kubernetes<'a> {
     config: &'a KubernetesConfig,
     services: Services<'a>,
+    /// See [`Kubernetes::broker_id`].
+    broker_id: std::cell::OnceCell<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,8 +139,32 @@ impl Backend for Kubernetes<'_> {
 }
 
 impl<'a> Kubernetes<'a> {
+    /// The backend of a plan with `config`, for one request.
+    pub fn new(config: &'a KubernetesConfig, services: Services<'a>) -> Self {
+        Kubernetes {
+            config,
+            services,
+            broker_id: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// This broker's id, read once per request.
+    fn broker_id(&self) -> Result<&str, BackendError> {
+        if let Some(id) = self.broker_id.get() {
+            return Ok(id);
+        }
+        let id = crate::state::broker_id(self.services.kv, self.services.http.env())
+            .map_err(|e| BackendError::Transient(e.description))?;
+        Ok(self.broker_id.get_or_init(|| id))
+    }
+
     fn api(&self, now: u64) -> Result<Api<'a>, BackendError> {
-        let config = self.services.config;
+        Self::connect(self.services, now)
+    }
+
+    /// The API server and token the broker's variables name.
+    fn connect(services: Services<'a>, now: u64) -> Result<Api<'a>, BackendError> {
+        let config = services.config;
         let url = config
             .get(API_URL_VARIABLE)
             .unwrap_or_else(|| DEFAULT_API_URL.to_string());
@@ -146,13 +173,7 @@ impl<'a> Kubernetes<'a> {
                 "the broker has no Kubernetes credentials: set the Spin variable {TOKEN_VARIABLE} (a ServiceAccount token)"
             ))
         })?;
-        Ok(Api::new(
-            self.services.http,
-            self.services.kv,
-            &url,
-            token,
-            now,
-        ))
+        Ok(Api::new(services.http, services.kv, &url, token, now))
     }
 
     async fn deploy(
@@ -407,6 +428,12 @@ impl<'a> Kubernetes<'a> {
         };
         let manager = owner.field_manager();
         owner.mark(&mut body);
+        if let Some(labels) = body
+            .pointer_mut("/metadata/labels")
+            .and_then(Value::as_object_mut)
+        {
+            labels.insert(objects::BROKER_LABEL.into(), json!(self.broker_id()?));
+        }
         match api.get(reference).await? {
             Some(live) if !owner.owns(&live) => return Err(taken()),
             Some(_) => {}

@@ -11,6 +11,8 @@ use super::api::ObjectRef;
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Label with the instance id (hashed when it is not a valid label value).
 pub const INSTANCE_LABEL: &str = "osb.spin-osb.dev/instance";
+/// Label with the id of the broker that made the object ([`crate::state::broker_id`]).
+pub const BROKER_LABEL: &str = "osb.spin-osb.dev/broker";
 /// Label with the binding id, on per-binding objects.
 pub const BINDING_LABEL: &str = "osb.spin-osb.dev/binding";
 /// Annotation with the exact instance id: what ownership is judged by.

@@ -67,3 +67,63 @@ fn a_fleet_upgrade_redeploys_every_deployment_with_the_new_release() {
         deprovisioned(&s, &plain, iid);
     }
 }
+
+#[test]
+fn orphan_deployments_are_reported_and_deleted_on_request_only() {
+    let s = setup(uaa());
+    let plain = plan(&s.broker, "plain");
+    let live = new_id();
+    provisioned(&s, &plain, &live);
+    // A deployment of an instance the broker no longer has, and one that is not its own.
+    let gone = deployment(&new_id());
+    let manifest = |name: &str| {
+        format!(
+            "name: {name}\nreleases: [{{name: redis, version: \"15.3.3\"}}]\n\
+             stemcells: [{{alias: default, os: ubuntu-jammy, version: \"1.404\"}}]\n\
+             instance_groups:\n- name: redis\n  instances: 1\n  azs: [z1]\n  vm_type: default\n\
+             \x20 stemcell: default\n  networks: [{{name: default}}]\n  jobs: [{{name: redis, release: redis}}]\n"
+        )
+    };
+    s.sim
+        .seed_deployment(&manifest(&gone))
+        .expect("seeded orphan");
+    s.sim
+        .seed_deployment(&manifest("cf"))
+        .expect("seeded foreign deployment");
+
+    let (status, text) = s
+        .broker
+        .fleet(OPERATOR_PASSWORD, &["orphans"])
+        .finish(Duration::from_secs(60), || {});
+    assert!(status.success(), "{text}");
+    assert!(text.contains(&format!("deployment {gone}")), "{text}");
+    assert!(text.contains("bosh: 1 orphan(s)"), "{text}");
+    assert!(
+        !text.contains(&deployment(&live)) && !text.contains("deployment cf"),
+        "{text}"
+    );
+    assert!(
+        s.sim.deployment(&gone).is_some(),
+        "reporting deletes nothing"
+    );
+
+    let (status, text) = s
+        .broker
+        .fleet(OPERATOR_PASSWORD, &["orphans", "--delete"])
+        .finish(Duration::from_secs(60), || {});
+    assert!(status.success(), "{text}");
+    eventually(
+        "the orphan deployment to be deleted",
+        Duration::from_secs(60),
+        || s.sim.deployment(&gone).is_none().then_some(()),
+    );
+    assert!(
+        s.sim.deployment("cf").is_some(),
+        "not the broker's: left alone"
+    );
+    assert!(
+        s.sim.deployment(&deployment(&live)).is_some(),
+        "alive: left alone"
+    );
+    deprovisioned(&s, &plain, &live);
+}
