@@ -540,7 +540,7 @@ fn wasm_sizes(app: &Path) -> Result<Vec<(String, u64)>> {
             }
         }
     }
-    sizes.sort_by(|a, b| b.1.cmp(&a.1));
+    sizes.sort_by_key(|s| std::cmp::Reverse(s.1));
     Ok(sizes)
 }
 
@@ -554,8 +554,8 @@ struct Row {
 
 fn print_rows(rows: &[Row], floor: &Measured) {
     println!(
-        "{:<52}{:>6}{:>8}{:>7}{:>15}{:>11}{:>11}  {}",
-        "workload", "conns", "done", "errors", "rate", "p50 (µs)", "p99 (µs)", "target"
+        "{:<52}{:>6}{:>8}{:>7}{:>15}{:>11}{:>11}  target",
+        "workload", "conns", "done", "errors", "rate", "p50 (µs)", "p99 (µs)"
     );
     for row in rows {
         println!(

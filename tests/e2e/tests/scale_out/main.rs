@@ -45,6 +45,7 @@ use spin_osb_test_support::redis::RedisServer;
 mod deprovision_race;
 mod fleet;
 mod kube_objects;
+mod metrics;
 mod redis_outage;
 mod scenarios;
 mod three_hosts;
