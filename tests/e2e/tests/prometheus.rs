@@ -160,7 +160,7 @@ fn prometheus_scrapes_the_counts_of_a_scripted_lifecycle() {
     );
 
     let expected: Vec<(String, f64)> = [
-        ("spin_osb_instances", vec![("status", "ready")], 3.0),
+        ("spin_osb_instances", vec![("status", "ready")], 2.0),
         ("spin_osb_bindings", vec![("status", "ready")], 1.0),
         (
             "spin_osb_operations_started_total",

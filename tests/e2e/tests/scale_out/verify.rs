@@ -129,7 +129,27 @@ pub fn verify_redis(redis: &RedisServer, instances: &[InstanceExpect], bindings:
     let mut indexed: BTreeSet<String> = BTreeSet::new();
     // (instance id, slot) of every instance-index entry.
     let mut instance_slots: BTreeSet<(String, String)> = BTreeSet::new();
+    let mut counters = 0;
     for (key, value) in &store {
+        if key.starts_with("osb/v1/metrics/") {
+            counters += 1;
+            continue;
+        }
+        if let Some(slot) = key.strip_prefix("osb/v1/index/metrics/") {
+            // The metrics' series index names counters that exist (a counter is
+            // incremented before it is indexed).
+            let counter = String::from_utf8_lossy(value).to_string();
+            if slot != "n" && !store.contains_key(&counter) {
+                problems.push(format!(
+                    "metrics index {key} names a missing counter {counter}"
+                ));
+            }
+            continue;
+        }
+        if key == "osb/v1/broker" || key.starts_with("osb/v1/broker/claim/") {
+            // The broker's identity (see core/src/state/identity.rs).
+            continue;
+        }
         if key.starts_with("osb/v1/expiry/") {
             // The tombstone expiry ledger and its cursor (see core/src/expiry.rs).
             continue;
@@ -236,7 +256,7 @@ pub fn verify_redis(redis: &RedisServer, instances: &[InstanceExpect], bindings:
         .flat_map(|g| g.iter().map(|(_, n)| *n as usize))
         .sum();
     eprintln!(
-        "redis: {} keys = {} records + {} claim counters (sum {creators} creation attempts) + {caches} discovery cache entries; claim takeovers: {takeovers:?}",
+        "redis: {} keys = {} records + {} claim counters (sum {creators} creation attempts) + {caches} discovery cache entries + {counters} metrics counters; claim takeovers: {takeovers:?}",
         store.len(),
         expected.len(),
         claims.values().map(Vec::len).sum::<usize>(),
