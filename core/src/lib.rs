@@ -17,6 +17,7 @@ pub mod operator;
 pub mod outbound;
 pub mod parameter_check;
 pub mod protocol;
+pub mod quota;
 pub mod schema;
 pub mod state;
 pub mod template;

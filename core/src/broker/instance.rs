@@ -7,6 +7,7 @@ use crate::backend::{BackendError, Step, StepInput};
 use crate::error::OsbError;
 use crate::http::OsbRequest;
 use crate::http::OsbResponse;
+use crate::quota::{self, Tenancy};
 use crate::state::{
     fingerprint, instance_index, instance_key, read, Created, InstanceMetadata, InstanceRecord,
     Operation, OperationKind, OperationState, PendingUpdate, Record, Status, Stored,
@@ -77,6 +78,7 @@ impl Broker<'_> {
             request_fingerprint,
             expiring: false,
             index_slot: None,
+            quota: Vec::new(),
         };
         record.dashboard_url = plan.render_dashboard_url(&record)?;
         record.metadata = plan.instance_metadata(&record);
@@ -95,13 +97,27 @@ impl Broker<'_> {
             // Into the index before the record exists, so that no instance is ever missing
             // from it; of concurrent identical creators only the winner's slot counts.
             record.index_slot = Some(instance_index().append(self.kv, instance_id)?);
+            // A slot in every quota limit of the plan, before the record can exist.
+            let tenancy = Tenancy::of(
+                body.organization_guid.as_deref(),
+                body.space_guid.as_deref(),
+                &record.context,
+            );
+            let names = (plan.service_name.as_str(), plan.plan_name.as_str());
+            record.quota = quota::take(self.kv, &plan.quotas, &tenancy, names)?;
         }
-        let stored = match self.create(&key, &record, seen)? {
-            Created::New(stored) => stored,
-            Created::Existing(existing) => {
+        let stored = match self.create(&key, &record, seen) {
+            Ok(Created::New(stored)) => stored,
+            Ok(Created::Existing(existing)) => {
+                // Another request created it: the slots were taken for nothing.
+                quota::release(self.kv, &record.quota);
                 return self
                     .provision_again(&key, existing, &record, accepts_incomplete, is_async)
                     .await;
+            }
+            Err(error) => {
+                quota::release(self.kv, &record.quota);
+                return Err(error);
             }
         };
         let stored = self

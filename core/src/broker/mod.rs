@@ -260,6 +260,7 @@ impl Broker<'_> {
     ) -> Result<Option<Stored<R>>, OsbError> {
         let written = replace(self.kv, self.env, key, current, new)?;
         if written.is_some() {
+            crate::quota::record_written(self.kv, Some(current.in_store()), new);
             self.metrics().record_written(Some(current.in_store()), new);
         }
         Ok(written)
@@ -275,6 +276,7 @@ impl Broker<'_> {
         let tombstone = seen.as_ref().map(|s| s.in_store().clone());
         let created = create_record(self.kv, self.env, key, record, seen)?;
         if let Created::New(_) = &created {
+            crate::quota::record_written(self.kv, tombstone.as_ref(), record);
             self.metrics().record_written(tombstone.as_ref(), record);
         }
         Ok(created)

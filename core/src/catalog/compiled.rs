@@ -101,6 +101,9 @@ pub struct CompiledPlan {
     pub schemas: CompiledSchemas,
     /// How the broker fulfils the plan.
     pub backend: PlanBackend,
+    /// The quota limits its provisions check (the broker's, the service's, the plan's).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quotas: Vec<crate::quota::Limit>,
 }
 
 /// A plan's parameter schemas, already checked against the OSB rules and their

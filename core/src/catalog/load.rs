@@ -7,6 +7,7 @@ use std::path::Path;
 use super::error::{CatalogError, Problem, Problems};
 use super::model::{CatalogFile, InputParameters, ServiceOffering};
 use super::{Catalog, PlanSchemas, PlanView};
+use crate::quota::Quotas;
 use crate::schema::ParameterSchema;
 
 /// Reads every `*.yaml`/`*.yml` file of `dir`, sorted by name.
@@ -68,9 +69,25 @@ pub(crate) fn load<N: AsRef<str>, T: AsRef<str>>(
 ) -> Result<Catalog, CatalogError> {
     let mut problems = Vec::new();
     let mut parsed: Vec<(&str, Vec<ServiceOffering>)> = Vec::new();
+    let mut quotas: Option<(&str, Quotas)> = None;
     for (name, text) in files {
         match parse_file(name.as_ref(), text.as_ref()) {
-            Ok(services) => parsed.push((name.as_ref(), services)),
+            Ok(file) => {
+                if let Some(declared) = file.quotas {
+                    match &quotas {
+                        Some((first, _)) => problems.push(Problem {
+                            file: name.as_ref().to_owned(),
+                            position: None,
+                            path: "quotas".into(),
+                            message: format!(
+                                "the broker's quotas are already declared in {first}; declare them in one file"
+                            ),
+                        }),
+                        None => quotas = Some((name.as_ref(), declared)),
+                    }
+                }
+                parsed.push((name.as_ref(), file.services))
+            }
             Err(problem) => problems.push(problem),
         }
     }
@@ -99,10 +116,15 @@ pub(crate) fn load<N: AsRef<str>, T: AsRef<str>>(
             name.rsplit(['/', '\\']).next().unwrap_or(name).to_owned()
         })
         .collect();
-    Ok(Catalog::new(services, schemas, sources))
+    Ok(Catalog::new(
+        services,
+        schemas,
+        sources,
+        quotas.map(|(_, q)| q),
+    ))
 }
 
-fn parse_file(file: &str, text: &str) -> Result<Vec<ServiceOffering>, Problem> {
+fn parse_file(file: &str, text: &str) -> Result<CatalogFile, Problem> {
     let problem = |position, path: String, message: String| Problem {
         file: file.to_owned(),
         position,
@@ -128,7 +150,7 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<ServiceOffering>, Problem> {
         })
     });
     match result {
-        Ok(catalog) => Ok(catalog.services),
+        Ok(catalog) => Ok(catalog),
         Err(error) => {
             let position = error.location().map(|l| (l.line(), l.column()));
             let mut message = error.without_snippet().to_string();
@@ -304,6 +326,7 @@ fn validate_service(
             service,
             plan,
             schemas: &schemas,
+            broker_quotas: None,
         };
         if !view.bindable() {
             let reason = if plan.bindable == Some(false) {

@@ -90,6 +90,7 @@ pub use model::{
     ServiceBindingSchemas, ServiceInstanceSchemas, ServiceOffering, ServicePlan,
 };
 
+use crate::quota::{Limit, Quotas, Scope};
 use crate::schema::ParameterSchema;
 use crate::template::{SecretSeed, TemplateContext};
 
@@ -100,6 +101,8 @@ use crate::template::{SecretSeed, TemplateContext};
 #[derive(Debug, Clone)]
 pub struct Catalog {
     services: Vec<ServiceOffering>,
+    /// The top-level `quotas:` (limits on all the broker's instances).
+    quotas: Option<Quotas>,
     /// `schemas[s][p]` belongs to `services[s].plans[p]`.
     schemas: Vec<Vec<PlanSchemas>>,
     compiled: CompiledCatalog,
@@ -139,6 +142,7 @@ impl Catalog {
         services: Vec<ServiceOffering>,
         schemas: Vec<Vec<PlanSchemas>>,
         sources: Vec<String>,
+        quotas: Option<Quotas>,
     ) -> Catalog {
         // Serialising plain structs and JSON values cannot fail.
         let body = serde_json::to_string(&OsbCatalog {
@@ -148,6 +152,7 @@ impl Catalog {
         let etag = etag_of(body.as_bytes());
         let mut catalog = Catalog {
             services,
+            quotas,
             schemas,
             compiled: CompiledCatalog::from_files(Default::default()),
             body,
@@ -188,10 +193,11 @@ impl Catalog {
 
     /// Every plan of every service.
     pub fn plans(&self) -> impl Iterator<Item = PlanView<'_>> {
+        let broker_quotas = self.quotas.as_ref();
         self.services
             .iter()
             .zip(&self.schemas)
-            .flat_map(|(service, schemas)| {
+            .flat_map(move |(service, schemas)| {
                 service
                     .plans
                     .iter()
@@ -200,6 +206,7 @@ impl Catalog {
                         service,
                         plan,
                         schemas,
+                        broker_quotas,
                     })
             })
     }
@@ -230,6 +237,7 @@ pub struct PlanView<'a> {
     service: &'a ServiceOffering,
     plan: &'a ServicePlan,
     schemas: &'a PlanSchemas,
+    broker_quotas: Option<&'a Quotas>,
 }
 
 impl<'a> PlanView<'a> {
@@ -345,7 +353,24 @@ impl<'a> PlanView<'a> {
                 binding_create: schema(self.binding_create_schema()),
             },
             backend: self.plan.backend.clone(),
+            quotas: self.limits(),
         }
+    }
+
+    /// Every quota limit a provision of this plan checks: the broker's, the service's, the
+    /// plan's.
+    pub fn limits(&self) -> Vec<Limit> {
+        let mut limits = Vec::new();
+        if let Some(quotas) = self.broker_quotas {
+            limits.extend(quotas.limits(Scope::Broker, ""));
+        }
+        if let Some(quotas) = &self.service.quotas {
+            limits.extend(quotas.limits(Scope::Service, &self.service.id));
+        }
+        if let Some(quotas) = &self.plan.quotas {
+            limits.extend(quotas.limits(Scope::Plan, &self.plan.id));
+        }
+        limits
     }
 
     /// A template context for an instance of this plan, with `service` and `plan` filled in;

@@ -6,11 +6,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::PlanBackend;
+use crate::quota::Quotas;
 
-/// One catalog file: a list of services.
+/// One catalog file: a list of services, and (in at most one file) the broker's quotas.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct CatalogFile {
+    /// Limits on all the broker's instances ([`crate::quota`]).
+    #[serde(default)]
+    pub(crate) quotas: Option<Quotas>,
     pub(crate) services: Vec<ServiceOffering>,
 }
 
@@ -50,6 +54,10 @@ pub struct ServiceOffering {
     /// Default `plan_updateable` for plans that do not say (OSB default: false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plan_updateable: Option<bool>,
+    /// spin-osb extension, never part of `GET /v2/catalog`: limits on the service's
+    /// instances ([`crate::quota`]).
+    #[serde(default, skip_serializing)]
+    pub quotas: Option<Quotas>,
     /// The plans; at least one.
     pub plans: Vec<ServicePlan>,
 }
@@ -104,6 +112,10 @@ pub struct ServicePlan {
     /// and bind/fetch answers carry `metadata.expires_at` and `renew_before`.
     #[serde(default, skip_serializing)]
     pub binding_lifetime: Option<BindingLifetime>,
+    /// spin-osb extension, never part of `GET /v2/catalog`: limits on the plan's instances
+    /// ([`crate::quota`]).
+    #[serde(default, skip_serializing)]
+    pub quotas: Option<Quotas>,
     /// How the broker fulfils this plan; never part of `GET /v2/catalog`.
     #[serde(skip_serializing)]
     pub backend: PlanBackend,

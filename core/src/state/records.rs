@@ -263,6 +263,10 @@ pub struct InstanceRecord {
     /// Its slot in [`crate::state::instance_index`], taken just before it was created.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_slot: Option<u64>,
+    /// The quota counters it holds a slot in ([`crate::quota`]), given back when it stops
+    /// counting (its provision failed, or it was deleted).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quota: Vec<String>,
 }
 
 impl InstanceRecord {
@@ -377,6 +381,10 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn label(&self) -> String;
     /// The service and plan the record is counted under (its own, not an update's target).
     fn plan(&self) -> (&str, &str);
+    /// The quota counters it holds a slot in.
+    fn quota_slots(&self) -> &[String] {
+        &[]
+    }
     /// Its lifecycle state.
     fn status(&self) -> Status;
     /// The current (or last) operation.
@@ -430,6 +438,9 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
 
 impl Record for InstanceRecord {
     const NOUN: &'static str = "instance";
+    fn quota_slots(&self) -> &[String] {
+        &self.quota
+    }
     fn plan(&self) -> (&str, &str) {
         (&self.service_id, &self.plan_id)
     }

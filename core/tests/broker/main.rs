@@ -645,6 +645,7 @@ mod instance_last_operation;
 mod metrics;
 mod operator;
 mod provision;
+mod quota;
 mod robustness;
 mod routing;
 mod storage;
