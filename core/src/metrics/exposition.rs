@@ -191,7 +191,7 @@ impl Families {
                     let le = label(labels, "le");
                     let bucket = DURATION_BUCKETS
                         .iter()
-                        .position(|bound| bound.to_string() == le)
+                        .position(|(_, bound)| *bound == le)
                         .unwrap_or(DURATION_BUCKETS.len());
                     let histogram = families.durations.entry(series).or_default();
                     *histogram.buckets.entry(bucket).or_default() += value;
@@ -300,11 +300,11 @@ impl Collector for Families {
         )?;
         for (labels, histogram) in &self.durations {
             // Counts per bucket as stored: the encoder makes them cumulative.
-            let buckets: Vec<(f64, u64)> = DURATION_BUCKETS
-                .iter()
-                .chain([f64::INFINITY].iter())
+            let bounds = DURATION_BUCKETS.iter().map(|(ms, _)| *ms as f64 / 1000.0);
+            let buckets: Vec<(f64, u64)> = bounds
+                .chain([f64::INFINITY])
                 .enumerate()
-                .map(|(i, bound)| (*bound, histogram.buckets.get(&i).copied().unwrap_or(0)))
+                .map(|(i, bound)| (bound, histogram.buckets.get(&i).copied().unwrap_or(0)))
                 .collect();
             metric
                 .encode_family(labels)?

@@ -35,11 +35,27 @@ pub const VARIABLE: &str = "metrics";
 /// Where counters live: `{PREFIX}{name}?{labels}`.
 const PREFIX: &str = "osb/v1/metrics/";
 
-/// Upper bounds (seconds) of the operation duration histogram's buckets, from a
-/// synchronous request's milliseconds to a BOSH deployment's hour.
-pub const DURATION_BUCKETS: [f64; 17] = [
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 900.0,
-    3600.0,
+/// Upper bounds of the operation duration histogram's buckets, from a synchronous
+/// request's milliseconds to a BOSH deployment's hour: milliseconds, and the `le` label
+/// (written out, so that the endpoint components carry no float formatting).
+pub const DURATION_BUCKETS: [(u64, &str); 17] = [
+    (5, "0.005"),
+    (10, "0.01"),
+    (25, "0.025"),
+    (50, "0.05"),
+    (100, "0.1"),
+    (250, "0.25"),
+    (500, "0.5"),
+    (1_000, "1"),
+    (2_500, "2.5"),
+    (5_000, "5"),
+    (10_000, "10"),
+    (30_000, "30"),
+    (60_000, "60"),
+    (120_000, "120"),
+    (300_000, "300"),
+    (900_000, "900"),
+    (3_600_000, "3600"),
 ];
 
 /// Counter names (the part of a key before `?`).
@@ -88,7 +104,7 @@ pub struct Metrics<'a> {
 }
 
 /// A record as the metrics see it: where it is counted.
-#[derive(PartialEq, Eq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 struct Placed<'a> {
     service_id: &'a str,
     plan_id: &'a str,
@@ -109,7 +125,7 @@ impl<'a> Metrics<'a> {
     /// store. Call only once the write landed.
     pub fn record_written<R: Record>(&self, before: Option<&R>, after: &R) {
         if self.on {
-            self.logged(self.count_transition(before, after));
+            self.logged(self.count_transition(before.map(Seen::of), Seen::of(after)));
         }
     }
 
@@ -141,28 +157,32 @@ impl<'a> Metrics<'a> {
         }
     }
 
-    fn count_transition<R: Record>(&self, before: Option<&R>, after: &R) -> Result<(), OsbError> {
-        let was = before.and_then(placed);
-        let is = placed(after);
+    fn count_transition(&self, before: Option<Seen<'_>>, after: Seen<'_>) -> Result<(), OsbError> {
+        let was = before.as_ref().and_then(|b| b.placed);
+        let is = after.placed;
         // The record's change of (plan, status), told with the first event of this write.
-        let mut moved = (was != is).then(|| Moved::<R>::new(was, is));
-        let operation = after.operation();
-        match before.map(|b| (b, b.operation())) {
-            Some((_, previous)) if previous.id == operation.id => {
-                if previous.in_progress() && !operation.in_progress() {
-                    self.finished(after.operation_plan(), operation, true, moved.take())?;
+        let mut moved = (was != is).then_some(Moved {
+            noun: after.noun,
+            was,
+            is,
+        });
+        let operation = after.operation;
+        match &before {
+            Some(previous) if previous.operation.id == operation.id => {
+                if previous.operation.in_progress() && !operation.in_progress() {
+                    self.finished(after.operation_plan, operation, true, moved.take())?;
                 }
             }
             previous => {
                 // A running operation replaced by a new one (a deletion cancelling a
                 // creation) ended then, as failed.
-                if let Some((before, previous)) = previous.filter(|(_, p)| p.in_progress()) {
-                    let mut cancelled = previous.clone();
+                if let Some(previous) = previous.as_ref().filter(|p| p.operation.in_progress()) {
+                    let mut cancelled = previous.operation.clone();
                     cancelled.state = OperationState::Failed;
-                    self.finished(before.operation_plan(), &cancelled, true, moved.take())?;
+                    self.finished(previous.operation_plan, &cancelled, true, moved.take())?;
                 }
                 if operation.in_progress() {
-                    let (service_id, plan_id) = after.operation_plan();
+                    let (service_id, plan_id) = after.operation_plan;
                     let mut labels = vec![
                         ("kind", operation.kind.prefix()),
                         ("service_id", service_id),
@@ -174,7 +194,7 @@ impl<'a> Metrics<'a> {
                     }
                     self.add(names::STARTED, &labels, 1)?;
                 } else {
-                    self.finished(after.operation_plan(), operation, false, moved.take())?;
+                    self.finished(after.operation_plan, operation, false, moved.take())?;
                 }
             }
         }
@@ -203,22 +223,21 @@ impl<'a> Metrics<'a> {
     }
 
     /// An operation ended; `counted_started` when its start was counted on its own.
-    fn finished<R: Record>(
+    fn finished(
         &self,
         (service_id, plan_id): (&str, &str),
         operation: &Operation,
         counted_started: bool,
-        moved: Option<Moved<'_, R>>,
+        moved: Option<Moved<'_>>,
     ) -> Result<(), OsbError> {
         let millis = self
             .env
             .now_ms()
             .saturating_sub(operation.started_ms.unwrap_or(operation.started_at * 1000));
-        let seconds = millis as f64 / 1000.0;
         let bucket = DURATION_BUCKETS
             .iter()
-            .find(|bound| seconds <= **bound)
-            .map_or_else(|| "+Inf".to_string(), |bound| bound.to_string());
+            .find(|(bound, _)| millis <= *bound)
+            .map_or("+Inf", |(_, le)| le);
         let outcome = match operation.state {
             OperationState::Succeeded => "succeeded",
             _ => "failed",
@@ -237,7 +256,7 @@ impl<'a> Metrics<'a> {
                     "with_end"
                 },
             ),
-            ("le", bucket.as_str()),
+            ("le", bucket),
         ];
         if let Some(moved) = &moved {
             moved.label(&mut labels);
@@ -278,27 +297,39 @@ fn placed<R: Record>(record: &R) -> Option<Placed<'_>> {
     })
 }
 
-/// A record's change of (plan, status) in one write, as counter labels.
-struct Moved<'a, R> {
-    was: Option<Placed<'a>>,
-    is: Option<Placed<'a>>,
-    record: std::marker::PhantomData<R>,
+/// What the metrics read of a record (one copy of the counting code for every kind of
+/// record, not one per kind in every component).
+struct Seen<'a> {
+    noun: &'static str,
+    placed: Option<Placed<'a>>,
+    operation: &'a Operation,
+    operation_plan: (&'a str, &'a str),
 }
 
-impl<'a, R: Record> Moved<'a, R> {
-    fn new(was: Option<Placed<'a>>, is: Option<Placed<'a>>) -> Self {
-        Moved {
-            was,
-            is,
-            record: std::marker::PhantomData,
+impl<'a> Seen<'a> {
+    fn of<R: Record>(record: &'a R) -> Self {
+        Seen {
+            noun: R::NOUN,
+            placed: placed(record),
+            operation: record.operation(),
+            operation_plan: record.operation_plan(),
         }
     }
+}
 
+/// A record's change of (plan, status) in one write, as counter labels.
+struct Moved<'a> {
+    noun: &'static str,
+    was: Option<Placed<'a>>,
+    is: Option<Placed<'a>>,
+}
+
+impl<'a> Moved<'a> {
     fn label<'l>(&self, labels: &mut Vec<(&'static str, &'l str)>)
     where
         'a: 'l,
     {
-        labels.push(("record", R::NOUN));
+        labels.push(("record", self.noun));
         for (plan, status, place) in [
             ("from_plan", "from", &self.was),
             ("to_plan", "to", &self.is),
