@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::catalog::CatalogLookup;
 use crate::error::OsbError;
 use crate::kv::Kv;
 use crate::state::{Record, Status};
@@ -48,6 +49,17 @@ pub enum Scope {
     Service,
     /// The instances of one plan.
     Plan,
+}
+
+impl Scope {
+    /// Its name in the catalog, the operator API and the metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Broker => "broker",
+            Scope::Service => "service",
+            Scope::Plan => "plan",
+        }
+    }
 }
 
 /// Which instances of the scope a limit counts together.
@@ -235,6 +247,32 @@ pub fn record_written<R: Record>(kv: &dyn Kv, before: Option<&R>, after: &R) {
         }
         _ => {}
     }
+}
+
+/// Every limit the catalog declares, once each (a broker or service limit is shared by
+/// its plans), in catalog order.
+pub fn declared(catalog: &dyn CatalogLookup) -> Result<Vec<Limit>, OsbError> {
+    let document = catalog.document()?;
+    let document: Value = serde_json::from_slice(&document.body)
+        .map_err(|e| OsbError::internal(format!("the compiled catalog is unreadable: {e}")))?;
+    let mut limits: Vec<Limit> = Vec::new();
+    for service in document["services"].as_array().into_iter().flatten() {
+        for plan in service["plans"].as_array().into_iter().flatten() {
+            let (Some(service_id), Some(plan_id)) = (service["id"].as_str(), plan["id"].as_str())
+            else {
+                continue;
+            };
+            let Ok(plan) = catalog.plan(service_id, plan_id) else {
+                continue;
+            };
+            for limit in &plan.quotas {
+                if !limits.contains(limit) {
+                    limits.push(limit.clone());
+                }
+            }
+        }
+    }
+    Ok(limits)
 }
 
 /// How many slots of `limit` are taken for `tenancy`.

@@ -11,6 +11,7 @@
 //! | `spin_osb_operations_in_progress` | gauge | kind, service, plan |
 //! | `spin_osb_operation_duration_seconds` | histogram | kind, service, plan |
 //! | `spin_osb_backend_failures_total` | counter | backend, kind, failure (transient, permanent) |
+//! | `spin_osb_quota_limit`, `spin_osb_quota_used` | gauge | scope (`broker`, `service`, `plan`), scope_id: limits counted all together |
 //! | `spin_osb_metric_series` | gauge | (none): stored counters read by this scrape |
 //!
 //! "service, plan" are four labels: `service_id`, `plan_id`, and the current catalog's
@@ -51,7 +52,23 @@ pub fn render(kv: &dyn Kv, catalog: &dyn CatalogLookup) -> Result<String, OsbErr
             counters.push((name.to_string(), labels.into_iter().collect(), value));
         }
     }
-    let families = Families::derive(&counters, &mut Names::new(catalog));
+    let mut families = Families::derive(&counters, &mut Names::new(catalog));
+    for limit in crate::quota::declared(catalog)? {
+        if limit.tenant != crate::quota::Tenant::All {
+            continue;
+        }
+        let used = crate::quota::used(kv, &limit, &crate::quota::Tenancy::default())?;
+        let labels: Labels = vec![
+            ("scope".into(), limit.scope.name().into()),
+            ("scope_id".into(), limit.scope_id.clone()),
+        ];
+        families
+            .quota_limit
+            .insert(labels.clone(), i64::try_from(limit.max).unwrap_or(i64::MAX));
+        families
+            .quota_used
+            .insert(labels, i64::try_from(used).unwrap_or(i64::MAX));
+    }
     let mut registry = Registry::with_prefix("spin_osb");
     registry.register_collector(Box::new(families));
     let mut text = String::new();
@@ -114,6 +131,8 @@ struct Families {
     in_progress: BTreeMap<Labels, i64>,
     durations: BTreeMap<Labels, Histogram>,
     backend_failures: BTreeMap<Labels, u64>,
+    quota_limit: BTreeMap<Labels, i64>,
+    quota_used: BTreeMap<Labels, i64>,
     series: usize,
 }
 
@@ -320,6 +339,18 @@ impl Collector for Families {
             "backend_failures",
             "Failed calls to a backend (Kubernetes API, BOSH director).",
             &self.backend_failures,
+        )?;
+        encode_gauges(
+            e,
+            "quota_limit",
+            "Instance quota limits (counted all together).",
+            &self.quota_limit,
+        )?;
+        encode_gauges(
+            e,
+            "quota_used",
+            "Instances counted against each quota limit.",
+            &self.quota_used,
         )?;
         let mut metric = e.encode_descriptor(
             "metric_series",

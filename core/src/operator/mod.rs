@@ -6,6 +6,7 @@
 //! | `GET /operator/instances?service_id=&plan_id=&status=&maintenance_version=&outdated=&stuck=&limit=&after=` | a page of instances, oldest first, and `next` (the `after` of the next page) |
 //! | `GET /operator/instances/:instance_id` | one instance with its operation history and bindings |
 //! | `POST /operator/instances/:instance_id/last_operation` | polls its operation as a platform would (ends a stuck one past its deadline) |
+//! | `GET /operator/quotas?organization_guid=&space_guid=&namespace=` | every quota limit with its use (per-tenant ones for the tenant named) |
 //! | `GET /operator/orphans` | backend resources of instances the broker no longer has ([`orphans`]) |
 //! | `POST /operator/orphans/cleanup` | deletes the named orphans that still are orphans |
 //! | `POST /operator/upgrades` | starts an upgrade-all by `maintenance_info` ([`upgrade`]), or answers the active one |
@@ -73,6 +74,10 @@ async fn route(broker: &Broker<'_>, request: &OsbRequest) -> Result<OsbResponse,
                 serde_json::json!({ "state": state.as_osb(), "description": description }),
             ))
         }
+        ["operator", "quotas"] => {
+            only_get(request)?;
+            quota_usage(broker, request)
+        }
         ["operator", "orphans"] => {
             only_get(request)?;
             orphans::report(broker).await
@@ -100,6 +105,48 @@ async fn route(broker: &Broker<'_>, request: &OsbRequest) -> Result<OsbResponse,
         _ => Err(OsbError::not_found(format!(
             "{path} is not an operator API path (see the README's Operating section)"
         ))),
+    }
+}
+
+/// `GET /operator/quotas?organization_guid=&space_guid=&namespace=`: every limit the catalog
+/// declares with how much of it is used (per-tenant limits for the tenant the query names).
+fn quota_usage(broker: &Broker<'_>, request: &OsbRequest) -> Result<OsbResponse, OsbError> {
+    let text = |name: &str| {
+        request
+            .query(name)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let tenancy = crate::quota::Tenancy {
+        organization: text("organization_guid"),
+        space: text("space_guid"),
+        namespace: text("namespace"),
+    };
+    let mut limits = Vec::new();
+    for limit in crate::quota::declared(broker.catalog)? {
+        let mut entry = serde_json::to_value(&limit).unwrap_or_default();
+        // A per-tenant limit's use is only known for a tenant the query names.
+        entry["used"] = if tenancy_names(&limit, &tenancy) {
+            serde_json::json!(crate::quota::used(broker.kv, &limit, &tenancy)?)
+        } else {
+            serde_json::Value::Null
+        };
+        limits.push(entry);
+    }
+    Ok(OsbResponse::json(
+        200,
+        serde_json::json!({ "limits": limits }),
+    ))
+}
+
+/// Whether the query names a tenant of the kind `limit` counts per.
+fn tenancy_names(limit: &crate::quota::Limit, tenancy: &crate::quota::Tenancy) -> bool {
+    use crate::quota::Tenant;
+    match limit.tenant {
+        Tenant::All => true,
+        Tenant::Organization => tenancy.organization.is_some(),
+        Tenant::Space => tenancy.space.is_some(),
+        Tenant::Namespace => tenancy.namespace.is_some(),
     }
 }
 

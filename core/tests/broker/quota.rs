@@ -154,3 +154,44 @@ fn quotas_declared_twice_or_malformed_are_catalog_errors() {
     )]);
     assert!(bad.unwrap_err().to_string().contains("per_galaxy"));
 }
+
+#[test]
+fn quota_use_appears_in_the_operator_api_and_the_metrics() {
+    let w = quota_world("{instances: 10, per_space: 4}");
+    for n in 0..3 {
+        expect(provision_in(&w, &format!("s{n}"), "org-a", "space-1"), 201);
+    }
+    let usage = |query: &[(&str, &str)]| {
+        let answer = expect(w.operator("/operator/quotas", query), 200);
+        body(&answer)["limits"].as_array().unwrap().clone()
+    };
+    let find = |limits: &[Value], scope: &str, tenant: &str| {
+        limits
+            .iter()
+            .find(|l| l["scope"] == scope && l["tenant"] == tenant)
+            .unwrap_or_else(|| panic!("{scope} {tenant} in {limits:?}"))
+            .clone()
+    };
+    let all = usage(&[]);
+    assert_eq!(find(&all, "plan", "all")["used"], 3);
+    assert_eq!(find(&all, "plan", "all")["max"], 10);
+    assert_eq!(find(&all, "service", "all")["used"], 3);
+    assert_eq!(find(&all, "broker", "all")["used"], 3);
+    assert_eq!(
+        find(&all, "plan", "space")["used"],
+        Value::Null,
+        "no space named"
+    );
+    let space = usage(&[("space_guid", "space-1")]);
+    assert_eq!(find(&space, "plan", "space")["used"], 3);
+    assert_eq!(find(&space, "plan", "space")["max"], 4);
+
+    let response = expect(w.operator("/metrics", &[]), 200);
+    let text = body_text(&response);
+    let line = "spin_osb_quota_used{scope=\"plan\",scope_id=\"plan-sync\"} 3";
+    assert!(text.contains(line), "{text}");
+    assert!(
+        text.contains("spin_osb_quota_limit{scope=\"plan\",scope_id=\"plan-sync\"} 10"),
+        "{text}"
+    );
+}
