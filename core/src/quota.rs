@@ -252,38 +252,28 @@ pub fn record_written<R: Record>(kv: &dyn Kv, before: Option<&R>, after: &R) {
 /// Every limit the catalog declares, once each (a broker or service limit is shared by
 /// its plans), in catalog order.
 pub fn declared(catalog: &dyn CatalogLookup) -> Result<Vec<Limit>, OsbError> {
-    let document = catalog.document()?;
-    let document: Value = serde_json::from_slice(&document.body)
-        .map_err(|e| OsbError::internal(format!("the compiled catalog is unreadable: {e}")))?;
     let mut limits: Vec<Limit> = Vec::new();
-    for service in document["services"].as_array().into_iter().flatten() {
-        for plan in service["plans"].as_array().into_iter().flatten() {
-            let (Some(service_id), Some(plan_id)) = (service["id"].as_str(), plan["id"].as_str())
-            else {
-                continue;
-            };
-            let Ok(plan) = catalog.plan(service_id, plan_id) else {
-                continue;
-            };
-            for limit in &plan.quotas {
-                if !limits.contains(limit) {
-                    limits.push(limit.clone());
-                }
+    for plan in crate::catalog::all_plans(catalog)? {
+        for limit in &plan.quotas {
+            if !limits.contains(limit) {
+                limits.push(limit.clone());
             }
         }
     }
     Ok(limits)
 }
 
-/// How many slots of `limit` are taken for `tenancy`.
-pub fn used(kv: &dyn Kv, limit: &Limit, tenancy: &Tenancy) -> Result<u64, OsbError> {
+/// How many slots of `limit` are taken for `tenancy`; `None` for a per-tenant limit whose
+/// kind of tenant `tenancy` does not name.
+pub fn used(kv: &dyn Kv, limit: &Limit, tenancy: &Tenancy) -> Result<Option<u64>, OsbError> {
     let Some(counter) = limit.counter(tenancy) else {
-        return Ok(0);
+        return Ok(None);
     };
-    Ok(kv
-        .get(&counter)?
-        .and_then(|b| crate::index::parse_counter(&b))
-        .unwrap_or(0))
+    Ok(Some(
+        kv.get(&counter)?
+            .and_then(|b| crate::index::parse_counter(&b))
+            .unwrap_or(0),
+    ))
 }
 
 #[cfg(test)]
@@ -313,9 +303,9 @@ mod tests {
         assert!(refused
             .description
             .contains("plan p's quota of 1 instance per space"));
-        assert_eq!(used(&kv, &limits[0], &tenancy).unwrap(), 1);
+        assert_eq!(used(&kv, &limits[0], &tenancy).unwrap(), Some(1));
         release(&kv, &taken);
-        assert_eq!(used(&kv, &limits[0], &tenancy).unwrap(), 0);
+        assert_eq!(used(&kv, &limits[0], &tenancy).unwrap(), Some(0));
     }
 
     #[test]

@@ -183,6 +183,28 @@ pub trait CatalogLookup {
     fn plan(&self, service_id: &str, plan_id: &str) -> Result<Arc<CompiledPlan>, LookupError>;
 }
 
+/// Every plan of `catalog`, in catalog order: for the operator's fleet-wide views (orphans,
+/// quotas), never for a request about one plan.
+pub fn all_plans(catalog: &dyn CatalogLookup) -> Result<Vec<Arc<CompiledPlan>>, Untrusted> {
+    let document = catalog.document()?;
+    let document: Value = serde_json::from_slice(&document.body)
+        .map_err(|e| Untrusted(format!("the compiled catalog is unreadable: {e}")))?;
+    let mut plans = Vec::new();
+    for service in document["services"].as_array().into_iter().flatten() {
+        for plan in service["plans"].as_array().into_iter().flatten() {
+            if let (Some(service_id), Some(plan_id)) = (service["id"].as_str(), plan["id"].as_str())
+            {
+                match catalog.plan(service_id, plan_id) {
+                    Ok(plan) => plans.push(plan),
+                    Err(LookupError::Untrusted(untrusted)) => return Err(untrusted),
+                    Err(_) => {}
+                }
+            }
+        }
+    }
+    Ok(plans)
+}
+
 /// Where compiled files come from.
 #[derive(Debug, Clone)]
 enum Files {

@@ -81,8 +81,8 @@ use serde_json::Value;
 
 pub use crate::backend::registry::PlanBackend;
 pub use compiled::{
-    etag_of, plan_file_name, CatalogDocument, CatalogLookup, CompiledCatalog, CompiledPlan,
-    CompiledSchema, CompiledSchemas, LookupError, Manifest, Untrusted, FORMAT,
+    all_plans, etag_of, plan_file_name, CatalogDocument, CatalogLookup, CompiledCatalog,
+    CompiledPlan, CompiledSchema, CompiledSchemas, LookupError, Manifest, Untrusted, FORMAT,
 };
 pub use error::{check_template_leaves, CatalogError, Problem, Problems};
 pub use model::{

@@ -57,7 +57,7 @@ pub fn render(kv: &dyn Kv, catalog: &dyn CatalogLookup) -> Result<String, OsbErr
         if limit.tenant != crate::quota::Tenant::All {
             continue;
         }
-        let used = crate::quota::used(kv, &limit, &crate::quota::Tenancy::default())?;
+        let used = crate::quota::used(kv, &limit, &crate::quota::Tenancy::default())?.unwrap_or(0);
         let labels: Labels = vec![
             ("scope".into(), limit.scope.name().into()),
             ("scope_id".into(), limit.scope_id.clone()),

@@ -125,29 +125,14 @@ fn quota_usage(broker: &Broker<'_>, request: &OsbRequest) -> Result<OsbResponse,
     let mut limits = Vec::new();
     for limit in crate::quota::declared(broker.catalog)? {
         let mut entry = serde_json::to_value(&limit).unwrap_or_default();
-        // A per-tenant limit's use is only known for a tenant the query names.
-        entry["used"] = if tenancy_names(&limit, &tenancy) {
-            serde_json::json!(crate::quota::used(broker.kv, &limit, &tenancy)?)
-        } else {
-            serde_json::Value::Null
-        };
+        // A per-tenant limit's use is only known for a tenant the query names (else null).
+        entry["used"] = serde_json::json!(crate::quota::used(broker.kv, &limit, &tenancy)?);
         limits.push(entry);
     }
     Ok(OsbResponse::json(
         200,
         serde_json::json!({ "limits": limits }),
     ))
-}
-
-/// Whether the query names a tenant of the kind `limit` counts per.
-fn tenancy_names(limit: &crate::quota::Limit, tenancy: &crate::quota::Tenancy) -> bool {
-    use crate::quota::Tenant;
-    match limit.tenant {
-        Tenant::All => true,
-        Tenant::Organization => tenancy.organization.is_some(),
-        Tenant::Space => tenancy.space.is_some(),
-        Tenant::Namespace => tenancy.namespace.is_some(),
-    }
 }
 
 /// The operator's own credentials: refused entirely while `operator_password` is unset,

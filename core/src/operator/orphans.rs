@@ -36,30 +36,16 @@ struct Backends {
 
 impl Backends {
     fn of(broker: &Broker<'_>) -> Result<Backends, OsbError> {
-        let document = broker.catalog.document()?;
-        let document: Value = serde_json::from_slice(&document.body)
-            .map_err(|e| OsbError::internal(format!("the compiled catalog is unreadable: {e}")))?;
         let mut backends = Backends::default();
-        for service in document["services"].as_array().into_iter().flatten() {
-            for plan in service["plans"].as_array().into_iter().flatten() {
-                let (Some(service_id), Some(plan_id)) =
-                    (service["id"].as_str(), plan["id"].as_str())
-                else {
-                    continue;
-                };
-                match broker
-                    .known_plan(service_id, plan_id)?
-                    .as_deref()
-                    .map(|p| &p.backend)
-                {
-                    Some(PlanBackend::Kubernetes(config)) => {
-                        backends
-                            .kubernetes_kinds
-                            .extend(inventory::kinds_of(config));
-                    }
-                    Some(PlanBackend::Bosh(_)) => backends.bosh = true,
-                    _ => {}
+        for plan in crate::catalog::all_plans(broker.catalog)? {
+            match &plan.backend {
+                PlanBackend::Kubernetes(config) => {
+                    backends
+                        .kubernetes_kinds
+                        .extend(inventory::kinds_of(config));
                 }
+                PlanBackend::Bosh(_) => backends.bosh = true,
+                _ => {}
             }
         }
         Ok(backends)
