@@ -44,6 +44,13 @@ pub trait Backend {
         None
     }
 
+    /// The backend's part of a new instance's record ([`InstanceRecord::backend`]),
+    /// decided from the provision request before anything is stored (e.g. the cluster it
+    /// goes to); `Err` is why the request cannot be served, answered with 400.
+    fn place(&self, _instance: &InstanceRecord) -> Result<Value, String> {
+        Ok(Value::Null)
+    }
+
     /// Starts or continues an operation.
     async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError>;
 }

@@ -120,6 +120,11 @@ macro_rules! registered_backends {
                 match self { $(AnyBackend::$variant(b) => b.busy(kind, instance_id, now).await,)+ }
             }
 
+            /// See [`Backend::place`].
+            pub fn place(&self, instance: &crate::state::InstanceRecord) -> Result<Value, String> {
+                match self { $(AnyBackend::$variant(b) => b.place(instance),)+ }
+            }
+
             /// See [`Backend::step`].
             pub async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
                 match self { $(AnyBackend::$variant(b) => b.step(input).await,)+ }

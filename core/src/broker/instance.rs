@@ -80,6 +80,7 @@ impl Broker<'_> {
             index_slot: None,
             quota: Vec::new(),
         };
+        record.backend = backend.place(&record).map_err(OsbError::bad_request)?;
         record.dashboard_url = plan.render_dashboard_url(&record)?;
         record.metadata = plan.instance_metadata(&record);
 

@@ -309,6 +309,14 @@ impl<'a> PlanView<'a> {
         self.schemas.instance_create.as_ref()
     }
 
+    /// Whether the plan's provision schema declares the top-level parameter `name`.
+    pub fn declares_parameter(&self, name: &str) -> bool {
+        self.instance_create_schema()
+            .and_then(|schema| schema.as_json().pointer("/properties"))
+            .and_then(Value::as_object)
+            .is_some_and(|properties| properties.contains_key(name))
+    }
+
     /// Schema of update parameters, if the plan declares one.
     pub fn instance_update_schema(&self) -> Option<&'a ParameterSchema> {
         self.schemas.instance_update.as_ref()

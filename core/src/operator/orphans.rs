@@ -77,10 +77,7 @@ pub(super) async fn report(broker: &Broker<'_>) -> Result<OsbResponse, OsbError>
     let mut body = json!({ "broker_id": broker_id });
     if !backends.kubernetes_kinds.is_empty() {
         let kinds = &backends.kubernetes_kinds;
-        body["kubernetes"] = match kubernetes_orphans(broker, kinds, &broker_id).await {
-            Ok(orphans) => json!({ "orphans": orphans }),
-            Err(error) => json!({ "error": error.description }),
-        };
+        body["kubernetes"] = kubernetes_orphans(broker, kinds, &broker_id).await?;
     }
     if backends.bosh {
         body["bosh"] = match bosh_orphans(broker).await {
@@ -91,22 +88,42 @@ pub(super) async fn report(broker: &Broker<'_>) -> Result<OsbResponse, OsbError>
     Ok(OsbResponse::json(200, body))
 }
 
+/// Orphans in every declared cluster: `{"orphans": [...]}`, with `"errors"` naming each
+/// cluster that could not be asked, and `"error"` when none could.
 async fn kubernetes_orphans(
     broker: &Broker<'_>,
     kinds: &BTreeSet<(String, String)>,
     broker_id: &str,
-) -> Result<Vec<Owned>, OsbError> {
-    let api = inventory::connect(broker.services(), broker.env.now()).map_err(unavailable)?;
+) -> Result<Value, OsbError> {
+    let services = broker.services();
     let mut orphans = Vec::new();
-    for owned in inventory::owned(&api, kinds, broker_id)
-        .await
-        .map_err(unavailable)?
-    {
-        if !alive(broker.kv, &owned.instance_id, owned.binding_id.as_deref())? {
-            orphans.push(owned);
+    let mut errors = Vec::new();
+    let clusters = inventory::clusters(services);
+    for cluster in &clusters {
+        let found = match inventory::connect(services, cluster, broker.env.now()) {
+            Ok(api) => inventory::owned(&api, cluster, kinds, broker_id).await,
+            Err(error) => Err(error),
+        };
+        match found {
+            Ok(found) => {
+                for owned in found {
+                    if !alive(broker.kv, &owned.instance_id, owned.binding_id.as_deref())? {
+                        orphans.push(owned);
+                    }
+                }
+            }
+            Err(error) => errors.push(json!({ "cluster": cluster, "error": error.to_string() })),
         }
     }
-    Ok(orphans)
+    let mut section = json!({ "orphans": orphans });
+    if errors.len() == clusters.len() {
+        let all: Vec<&str> = errors.iter().filter_map(|e| e["error"].as_str()).collect();
+        section["error"] = json!(all.join("; "));
+    }
+    if !errors.is_empty() {
+        section["errors"] = json!(errors);
+    }
+    Ok(section)
 }
 
 async fn bosh_orphans(broker: &Broker<'_>) -> Result<Vec<Value>, OsbError> {
@@ -147,13 +164,17 @@ pub(super) async fn clean(
         .map_err(|e| OsbError::bad_request(format!("the cleanup request is invalid: {e}")))?;
     let mut results = Vec::new();
     if !cleanup.kubernetes.is_empty() {
-        let api = inventory::connect(broker.services(), broker.env.now()).map_err(unavailable)?;
         let broker_id = broker_id(broker.kv, broker.env)?;
         for owned in &cleanup.kubernetes {
+            let api = inventory::connect(broker.services(), &owned.cluster, broker.env.now());
             let outcome = if alive(broker.kv, &owned.instance_id, owned.binding_id.as_deref())? {
                 Err("its instance is alive".to_string())
             } else {
-                match inventory::delete(&api, owned, &broker_id).await {
+                let deleted = match &api {
+                    Ok(api) => inventory::delete(api, owned, &broker_id).await,
+                    Err(error) => Err(error.clone()),
+                };
+                match deleted {
                     Ok(true) => Ok("deleting"),
                     Ok(false) => Err("not found with the broker's marks for that instance".into()),
                     Err(error) => Err(error.to_string()),

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::clusters::{quoted, ClusterAccess};
 use crate::backend::BackendError;
 use crate::kv::Kv;
 use crate::outbound::{HttpRequest, HttpResponse, Outbound};
@@ -100,29 +101,27 @@ struct CachedDiscovery {
     resources: Vec<ApiResource>,
 }
 
-/// A connection to one API server.
+/// A connection to one cluster's API server. Descriptions for users name the cluster;
+/// its URL goes to the operators' log only.
 pub struct Api<'a> {
     http: Outbound<'a>,
     kv: &'a dyn Kv,
+    /// `'east'`, for messages.
+    cluster: String,
     base_url: String,
     token: String,
     now: u64,
 }
 
 impl<'a> Api<'a> {
-    /// A client for `base_url` (no trailing slash needed) authenticating with `token`.
-    pub fn new(
-        http: Outbound<'a>,
-        kv: &'a dyn Kv,
-        base_url: &str,
-        token: String,
-        now: u64,
-    ) -> Self {
+    /// A client for the cluster `access` describes.
+    pub fn new(http: Outbound<'a>, kv: &'a dyn Kv, access: ClusterAccess, now: u64) -> Self {
         Self {
             http,
             kv,
-            base_url: base_url.trim_end_matches('/').to_string(),
-            token,
+            cluster: quoted(&access.name),
+            base_url: access.url.trim_end_matches('/').to_string(),
+            token: access.token,
             now,
         }
     }
@@ -145,7 +144,8 @@ impl<'a> Api<'a> {
         let response = self.send(HttpRequest::new("GET", self.url(&path))).await?;
         if response.status == 404 {
             return Err(BackendError::Permanent(format!(
-                "the Kubernetes API does not serve {api_version} (is the CustomResourceDefinition installed?)"
+                "Kubernetes cluster {} does not serve {api_version} (is the CustomResourceDefinition installed?)",
+                self.cluster
             )));
         }
         let list = self.expect_ok(&response, &format!("discovery of {api_version}"))?;
@@ -171,7 +171,8 @@ impl<'a> Api<'a> {
         }
         found.ok_or_else(|| {
             BackendError::Permanent(format!(
-                "the Kubernetes API has no kind {kind} in {api_version}"
+                "Kubernetes cluster {} has no kind {kind} in {api_version}",
+                self.cluster
             ))
         })
     }
@@ -320,9 +321,15 @@ impl<'a> Api<'a> {
             .header("authorization", format!("Bearer {}", self.token))
             .header("accept", "application/json");
         self.http.send(request).await.map_err(|e| {
-            self.http
-                .log(&format!("Kubernetes API {}: {e}", self.base_url));
-            BackendError::Transient(format!("cannot reach the Kubernetes API: {e}"))
+            self.http.log(&format!(
+                "Kubernetes cluster {} at {}: {e}",
+                self.cluster, self.base_url
+            ));
+            BackendError::Transient(format!(
+                "cannot reach Kubernetes cluster {}: {}",
+                self.cluster,
+                transport_failure(&e.0)
+            ))
         })
     }
 
@@ -331,10 +338,10 @@ impl<'a> Api<'a> {
     /// got wrong (401, 403, 404, 422 …). Users get the status, the API's reason and the
     /// fields it names; the API's whole message goes to the operators' log.
     fn expect_ok(&self, response: &HttpResponse, what: &str) -> Result<Value, BackendError> {
-        refusal(response, what).map_err(|(error, detail)| {
+        refusal(response, what, &self.cluster).map_err(|(error, detail)| {
             self.http.log(&format!(
-                "Kubernetes API {}: {what}: {detail}",
-                self.base_url
+                "Kubernetes cluster {} at {}: {what}: {detail}",
+                self.cluster, self.base_url
             ));
             error
         })
@@ -352,19 +359,48 @@ impl<'a> Api<'a> {
     }
 }
 
+/// What a failed send means, in words that name no host (the transport's own text, which
+/// may, goes to the log).
+fn transport_failure(error: &str) -> &'static str {
+    let lower = error.to_ascii_lowercase();
+    if lower.contains("not allowed") || lower.contains("denied") {
+        "the component's allowed_outbound_hosts does not list it"
+    } else if lower.contains("tls") || lower.contains("certificate") {
+        "TLS failed (is its CA in the runtime config's [[client_tls]]?)"
+    } else if lower.contains("refused") {
+        "connection refused"
+    } else if lower.contains("timed out") || lower.contains("timeout") {
+        "no answer in time"
+    } else if lower.contains("dns") {
+        "its host name does not resolve"
+    } else {
+        "the connection failed"
+    }
+}
+
 /// [`Api::expect_ok`] without the log: the error for users and the API's full answer.
-fn refusal(response: &HttpResponse, what: &str) -> Result<Value, (BackendError, String)> {
+fn refusal(
+    response: &HttpResponse,
+    what: &str,
+    cluster: &str,
+) -> Result<Value, (BackendError, String)> {
     if (200..300).contains(&response.status) {
         return serde_json::from_slice(&response.body).map_err(|e| {
             let error = BackendError::Transient(format!(
-                "{what}: the Kubernetes API answered {} with an unreadable body",
+                "{what}: Kubernetes cluster {cluster} answered {} with an unreadable body",
                 response.status
             ));
             (error, format!("{}: unreadable body: {e}", response.status))
         });
     }
+    if response.status == 401 {
+        let error = BackendError::Permanent(format!(
+            "{what}: Kubernetes cluster {cluster} refused the broker's token (401 Unauthorized): check the cluster's token variable"
+        ));
+        return Err((error, format!("401 {}", response.text().chars().take(500).collect::<String>())));
+    }
     let status: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    let mut summary = format!("{what}: the Kubernetes API answered {}", response.status);
+    let mut summary = format!("{what}: Kubernetes cluster {cluster} answered {}", response.status);
     if let Some(reason) = status.get("reason").and_then(Value::as_str) {
         summary.push_str(&format!(" ({})", words_of(reason)));
     }
@@ -451,12 +487,12 @@ mod tests {
         };
         for status in [409, 429, 500, 503] {
             assert!(matches!(
-                refusal(&answer(status), "x"),
+                refusal(&answer(status), "x", "'default'"),
                 Err((BackendError::Transient(_), _))
             ));
         }
-        for status in [400, 401, 403, 404, 422] {
-            match refusal(&answer(status), "applying Secret a/b") {
+        for status in [400, 403, 404, 422] {
+            match refusal(&answer(status), "applying Secret a/b", "'default'") {
                 Err((BackendError::Permanent(m), detail)) => {
                     assert!(m.contains("Secret a/b") && m.contains("(x)"), "{m}");
                     assert!(!m.contains("nope"), "the API's message is for the log: {m}");
@@ -470,10 +506,17 @@ mod tests {
             headers: vec![],
             body: br#"{"kind":"Status","reason":"Invalid","message":"Deployment.apps \"x\" is invalid: spec.replicas: Invalid value: -1","details":{"causes":[{"field":"spec.replicas"}]}}"#.to_vec(),
         };
-        match refusal(&invalid, "applying Deployment a/x") {
+        match refusal(&invalid, "applying Deployment a/x", "'default'") {
             Err((BackendError::Permanent(m), _)) => assert_eq!(
                 m,
-                "applying Deployment a/x: the Kubernetes API answered 422 (invalid) in spec.replicas"
+                "applying Deployment a/x: Kubernetes cluster 'default' answered 422 (invalid) in spec.replicas"
+            ),
+            other => panic!("{other:?}"),
+        }
+        match refusal(&answer(401), "reading Secret a/b", "'east'") {
+            Err((BackendError::Permanent(m), _)) => assert_eq!(
+                m,
+                "reading Secret a/b: Kubernetes cluster 'east' refused the broker's token (401 Unauthorized): check the cluster's token variable"
             ),
             other => panic!("{other:?}"),
         }

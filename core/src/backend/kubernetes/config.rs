@@ -4,6 +4,8 @@
 //! ```yaml
 //! backend:
 //!   type: kubernetes
+//!   cluster: east                      # optional: a declared cluster, or a rule reading the
+//!                                      # request (see `clusters`); `default` when absent
 //!   namespace:
 //!     name: "osb-{{ instance_id }}"   # template (instance scope)
 //!     create: true                     # the broker creates it, and deletes it on deprovision
@@ -32,7 +34,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use super::{Kubernetes, API_URL_VARIABLE, TOKEN_VARIABLE};
+use super::clusters::{ClusterChoice, CLUSTERS_VARIABLE};
+use super::Kubernetes;
 use crate::backend::{BackendConfig, Services};
 use crate::catalog::{check_template_leaves, PlanView, Problems};
 use crate::template::{self, Scope, TemplateError};
@@ -44,6 +47,10 @@ const BINDING_SCOPE: Scope = Scope::BINDING.with(&["sources"]);
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KubernetesConfig {
+    /// Which cluster a new instance goes to; the cluster named `default` when absent.
+    /// Chosen once, at provision, and kept by the instance.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterChoice>,
     /// Where the instance's namespaced objects go.
     pub namespace: NamespaceConfig,
     /// The instance's objects: a multi-document YAML template.
@@ -151,7 +158,10 @@ impl KubernetesConfig {
 }
 
 impl BackendConfig for KubernetesConfig {
-    const VARIABLES: &'static [&'static str] = &[API_URL_VARIABLE, TOKEN_VARIABLE];
+    /// Cluster `default`'s; other clusters have variables of their own, named after them
+    /// (see [`super::clusters`]), which `spin-osb clusters add` declares.
+    const VARIABLES: &'static [&'static str] =
+        &["kubernetes_api_url", "kubernetes_token", CLUSTERS_VARIABLE];
     const OUTBOUND_HOSTS: &'static [&'static str] = &["{{ kubernetes_api_url }}"];
     type Backend<'a> = Kubernetes<'a>;
 
@@ -173,6 +183,9 @@ impl BackendConfig for KubernetesConfig {
     }
 
     fn validate(&self, plan: &PlanView<'_>, path: &str, problems: &mut Problems<'_>) {
+        if let Some(choice) = &self.cluster {
+            choice.validate(plan, &format!("{path}.cluster"), problems);
+        }
         let mut check = |field: String, result: Result<(), TemplateError>| {
             if let Err(error) = result {
                 problems.push(field, format!("invalid template: {error}"));

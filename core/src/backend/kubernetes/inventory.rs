@@ -1,4 +1,4 @@
-//! What this broker created in the cluster, for the operator's orphan report: every object
+//! What this broker created in its clusters, for the operator's orphan report: every object
 //! of the kinds the catalog's plans render that carries the broker's labels (spin-osb's, and
 //! this broker's id: other brokers sharing the cluster own theirs) and the annotation
 //! naming its instance (and binding). Deleting one is an explicit operator action, and only
@@ -12,12 +12,16 @@ use serde_json::Value;
 
 use super::api::{Api, ObjectRef};
 use super::objects::{BINDING_ANNOTATION, BROKER_LABEL, INSTANCE_ANNOTATION, MANAGED_BY};
+use super::clusters::{quoted, DEFAULT_CLUSTER};
 use super::{Kubernetes, KubernetesConfig};
 use crate::backend::{BackendError, Services};
 
 /// An object the broker made, and whom it was made for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owned {
+    /// The cluster it is in.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
     /// `group/version` or `v1`.
     #[serde(rename = "apiVersion")]
     pub api_version: String,
@@ -35,8 +39,17 @@ pub struct Owned {
     pub binding_id: Option<String>,
 }
 
+fn default_cluster() -> String {
+    DEFAULT_CLUSTER.to_string()
+}
+
 impl Owned {
-    fn of(reference: &ObjectRef, object: &Value, broker_id: &str) -> Option<Owned> {
+    fn of(
+        cluster: &str,
+        reference: &ObjectRef,
+        object: &Value,
+        broker_id: &str,
+    ) -> Option<Owned> {
         let metadata = &object["metadata"];
         // Being deleted already (a namespace takes a while): going, not left behind.
         if metadata["labels"][MANAGED_BY] != "spin-osb"
@@ -47,6 +60,7 @@ impl Owned {
         }
         let annotations = &metadata["annotations"];
         Some(Owned {
+            cluster: cluster.to_string(),
             api_version: reference.api_version.clone(),
             kind: reference.kind.clone(),
             namespace: reference.namespace.clone(),
@@ -56,12 +70,13 @@ impl Owned {
         })
     }
 
-    /// `Deployment ns/name`, for messages.
+    /// `Deployment ns/name in cluster 'east'`, for messages.
     pub fn describe(&self) -> String {
-        match &self.namespace {
+        let object = match &self.namespace {
             Some(ns) => format!("{} {ns}/{}", self.kind, self.name),
             None => format!("{} {}", self.kind, self.name),
-        }
+        };
+        format!("{object} in cluster {}", quoted(&self.cluster))
     }
 }
 
@@ -87,27 +102,37 @@ pub fn kinds_of(config: &KubernetesConfig) -> BTreeSet<(String, String)> {
     kinds
 }
 
-/// The cluster the broker's variables name.
-pub fn connect<'a>(services: Services<'a>, now: u64) -> Result<Api<'a>, BackendError> {
-    Kubernetes::connect(services, now)
+/// The names of the clusters the broker declares.
+pub fn clusters(services: Services<'_>) -> Vec<String> {
+    super::clusters::declared(services.config)
 }
 
-/// Every object of `kinds` the broker `broker_id` made.
+/// The API of the declared cluster `cluster`.
+pub fn connect<'a>(
+    services: Services<'a>,
+    cluster: &str,
+    now: u64,
+) -> Result<Api<'a>, BackendError> {
+    Kubernetes::connect(services, cluster, now)
+}
+
+/// Every object of `kinds` the broker `broker_id` made in `cluster` (whose API is `api`).
 pub async fn owned(
     api: &Api<'_>,
+    cluster: &str,
     kinds: &BTreeSet<(String, String)>,
     broker_id: &str,
 ) -> Result<Vec<Owned>, BackendError> {
     let mut found = Vec::new();
     for (api_version, kind) in kinds {
         for (reference, object) in api.list_managed(api_version, kind, broker_id).await? {
-            found.extend(Owned::of(&reference, &object, broker_id));
+            found.extend(Owned::of(cluster, &reference, &object, broker_id));
         }
     }
     Ok(found)
 }
 
-/// Deletes `wanted` if it still is an object the broker made for the same instance and
+/// Deletes `wanted` (through `api`, its cluster's) if it still is an object the broker made for the same instance and
 /// binding; `Ok(false)` when it is not (gone, or not spin-osb's), which is left alone.
 pub async fn delete(api: &Api<'_>, wanted: &Owned, broker_id: &str) -> Result<bool, BackendError> {
     let reference = api
@@ -122,7 +147,7 @@ pub async fn delete(api: &Api<'_>, wanted: &Owned, broker_id: &str) -> Result<bo
     let Some(object) = api.get(&reference).await? else {
         return Ok(false);
     };
-    if Owned::of(&reference, &object, broker_id).as_ref() != Some(wanted) {
+    if Owned::of(&wanted.cluster, &reference, &object, broker_id).as_ref() != Some(wanted) {
         return Ok(false);
     }
     api.delete(&reference).await?;

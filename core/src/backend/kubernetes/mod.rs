@@ -13,12 +13,14 @@
 //! * bind: optional per-binding objects as above, then read the plan's `sources` and render
 //!   the credentials from them.
 //!
-//! What the instance owns (namespace and object references, never rendered content, which
-//! may hold secrets) is kept in the instance record, so deprovision works even when the
-//! plan has since left the catalog.
+//! What the instance owns (its cluster, namespace and object references, never rendered
+//! content, which may hold secrets) is kept in the instance record, so deprovision works
+//! even when the plan has since left the catalog. The cluster is chosen before the record
+//! exists ([`Backend::place`], see [`clusters`]) and never changes.
 
 pub mod api;
 mod binding;
+pub mod clusters;
 mod config;
 pub mod inventory;
 pub mod objects;
@@ -33,19 +35,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use self::api::{Api, ObjectRef};
+use self::clusters::{ClusterChoice, DEFAULT_CLUSTER};
 use self::objects::{default_list_keys, difference, identity, is_dns_label, union, Owner};
 use self::readiness::Readiness;
 use super::{resume, Backend, BackendError, Done, Services, Step, StepInput};
-use crate::state::OperationKind;
+use crate::state::{InstanceRecord, OperationKind};
 use crate::template::{self, TemplateContext};
-
-/// Where the API is when `kubernetes_api_url` is not set: the in-cluster address, right
-/// for a broker running on SpinKube.
-pub const DEFAULT_API_URL: &str = "https://kubernetes.default.svc";
-/// The Spin variable with the API's URL.
-pub const API_URL_VARIABLE: &str = "kubernetes_api_url";
-/// The Spin variable with the bearer token (a ServiceAccount token).
-pub const TOKEN_VARIABLE: &str = "kubernetes_token";
 /// Suggested seconds between polls while objects roll out.
 const POLL_SECONDS: u64 = 3;
 
@@ -86,6 +81,10 @@ struct Progress {
 /// What an instance (or binding) owns, kept in its record.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Placement {
+    /// The instance's cluster, chosen at provision; records made before there were several
+    /// clusters have none: `default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     namespace: Option<String>,
     #[serde(default)]
@@ -97,6 +96,15 @@ struct Placement {
 impl Placement {
     fn from_record(value: &Value) -> Self {
         serde_json::from_value(value.clone()).unwrap_or_default()
+    }
+
+    /// The cluster of the instance whose record holds `value`.
+    fn cluster_of(value: &Value) -> String {
+        value
+            .get("cluster")
+            .and_then(Value::as_str)
+            .unwrap_or(DEFAULT_CLUSTER)
+            .to_string()
     }
 
     fn to_value(&self) -> Value {
@@ -124,8 +132,25 @@ impl Backend for Kubernetes<'_> {
         }
     }
 
+    /// The cluster: the plan's choice for this request, which must be a declared cluster
+    /// with credentials.
+    fn place(&self, instance: &InstanceRecord) -> Result<Value, String> {
+        let cluster = ClusterChoice::choose(
+            self.config.cluster.as_ref(),
+            &instance.context,
+            &instance.parameters,
+        )?;
+        clusters::access(self.services.config, &cluster).map_err(|e| e.to_string())?;
+        Ok(Placement {
+            cluster: Some(cluster),
+            ..Placement::default()
+        }
+        .to_value())
+    }
+
     async fn step(&self, input: &StepInput<'_>) -> Result<Step, BackendError> {
-        let api = self.api(input.now)?;
+        let cluster = Placement::cluster_of(&input.instance.backend);
+        let api = Self::connect(self.services, &cluster, input.now)?;
         let progress: Progress = resume(input.state)?;
         match input.kind {
             OperationKind::Provision | OperationKind::Update => {
@@ -158,22 +183,10 @@ impl<'a> Kubernetes<'a> {
         Ok(self.broker_id.get_or_init(|| id))
     }
 
-    fn api(&self, now: u64) -> Result<Api<'a>, BackendError> {
-        Self::connect(self.services, now)
-    }
-
-    /// The API server and token the broker's variables name.
-    fn connect(services: Services<'a>, now: u64) -> Result<Api<'a>, BackendError> {
-        let config = services.config;
-        let url = config
-            .get(API_URL_VARIABLE)
-            .unwrap_or_else(|| DEFAULT_API_URL.to_string());
-        let token = config.get(TOKEN_VARIABLE).ok_or_else(|| {
-            BackendError::Permanent(format!(
-                "the broker has no Kubernetes credentials: set the Spin variable {TOKEN_VARIABLE} (a ServiceAccount token)"
-            ))
-        })?;
-        Ok(Api::new(services.http, services.kv, &url, token, now))
+    /// The API of the declared cluster `cluster`, with the broker's token there.
+    fn connect(services: Services<'a>, cluster: &str, now: u64) -> Result<Api<'a>, BackendError> {
+        let access = clusters::access(services.config, cluster)?;
+        Ok(Api::new(services.http, services.kv, access, now))
     }
 
     async fn deploy(
@@ -218,6 +231,7 @@ impl<'a> Kubernetes<'a> {
                 Verdict::Ready => Step::Done(Done {
                     instance_data: Some(
                         Placement {
+                            cluster: Some(Placement::cluster_of(&input.instance.backend)),
                             namespace: progress.namespace.clone(),
                             created_namespace: progress.created_namespace,
                             objects: progress.objects.clone(),
