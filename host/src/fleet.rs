@@ -173,6 +173,14 @@ pub fn orphans(args: &OrphansArgs) -> Result<()> {
             println!("{backend}: could not look ({error})");
             continue;
         }
+        // Kubernetes: the clusters that could not be asked (the others were).
+        for failed in section["errors"].as_array().into_iter().flatten() {
+            println!(
+                "{backend}: could not look in cluster {} ({})",
+                failed["cluster"].as_str().unwrap_or("?"),
+                failed["error"].as_str().unwrap_or("?")
+            );
+        }
         let orphans = section["orphans"].as_array().cloned().unwrap_or_default();
         println!("{backend}: {} orphan(s)", orphans.len());
         for orphan in &orphans {
@@ -183,13 +191,14 @@ pub fn orphans(args: &OrphansArgs) -> Result<()> {
                     orphan["deployment"].as_str().unwrap_or("?")
                 ),
                 _ => format!(
-                    "{} {}{}",
+                    "{} {}{} (cluster {})",
                     orphan["kind"].as_str().unwrap_or("?"),
                     orphan["namespace"]
                         .as_str()
                         .map(|ns| format!("{ns}/"))
                         .unwrap_or_default(),
                     orphan["name"].as_str().unwrap_or("?"),
+                    orphan["cluster"].as_str().unwrap_or("?"),
                 ),
             };
             println!(

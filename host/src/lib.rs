@@ -10,6 +10,7 @@ pub mod app;
 pub mod bindings;
 pub mod build_cmd;
 pub mod client_tls;
+pub mod clusters;
 mod engine;
 pub mod fleet;
 pub mod guest_output;

@@ -1,7 +1,7 @@
 //! `spin-osb`: a Spin-compatible host for this project's `spin.toml` (and other Spin HTTP
 //! apps that use key-value, variables and outbound HTTP), built on wasmtime.
 
-use spin_osb_host::{app, build_cmd, fleet, manifest, server};
+use spin_osb_host::{app, build_cmd, clusters, fleet, manifest, server};
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -35,6 +35,9 @@ enum Command {
     /// Work with the broker's service catalog.
     #[command(subcommand)]
     Catalog(CatalogCommand),
+    /// Declare the Kubernetes clusters of the broker in its spin.toml.
+    #[command(subcommand)]
+    Clusters(ClustersCommand),
     /// Operate a running broker's fleet through its operator API.
     #[command(subcommand)]
     Fleet(FleetCommand),
@@ -52,6 +55,25 @@ enum FleetCommand {
     /// Find backend resources of instances the broker no longer has, and instances stuck
     /// past their deadline; `--delete` cleans them up (never automatically).
     Orphans(fleet::OrphansArgs),
+}
+
+#[derive(Subcommand)]
+enum ClustersCommand {
+    /// Declare one more cluster: its variables, and its API in the allowed_outbound_hosts
+    /// of every component that talks to Kubernetes.
+    Add {
+        /// The cluster's name: a lower-case letter, then lower-case letters and digits.
+        name: String,
+        /// The manifest, or a directory containing spin.toml.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+    },
+    /// List the declared clusters; fails naming anything a component lacks to reach one.
+    List {
+        /// The manifest, or a directory containing spin.toml.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +130,12 @@ fn main() -> std::process::ExitCode {
             .and_then(|m| build_cmd::build(&m)),
         Command::Up(args) => up(args),
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
+        Command::Clusters(ClustersCommand::Add { name, manifest }) => {
+            clusters::add(&manifest_path(&manifest), &name)
+        }
+        Command::Clusters(ClustersCommand::List { manifest }) => {
+            clusters::list(&manifest_path(&manifest))
+        }
         Command::Fleet(FleetCommand::Upgrade(args)) => match fleet::upgrade(&args) {
             Ok(true) => Ok(()),
             Ok(false) => return std::process::ExitCode::FAILURE,
