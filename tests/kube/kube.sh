@@ -9,6 +9,10 @@
 #   kube.sh stop                  stop them
 #   kube.sh apiserver PORT        run one more apiserver on PORT in the foreground, same etcd
 #                                 and credentials (tests kill and restart it)
+#   kube.sh cluster NAME PORT     start (or reuse) a second, separate control plane on
+#                                 127.0.0.2:PORT: its own CA, certificate and tokens, its own
+#                                 storage (etcd prefix /clusters/NAME of the same etcd) and
+#                                 controller-manager; needs `start` first. Prints its env file.
 #
 # After `start`, $RUN/env holds KUBE_API_URL, KUBE_CA_FILE, KUBE_ADMIN_TOKEN,
 # KUBE_RESTRICTED_TOKEN (authenticated, no RBAC grants) and KUBE_BROKER_TOKEN (the identity
@@ -23,9 +27,10 @@ ADMIN_TOKEN=spin-osb-test-admin
 RESTRICTED_TOKEN=spin-osb-test-restricted
 BROKER_TOKEN=spin-osb-test-broker
 
+# ready PORT [HOST CA TOKEN]: whether that apiserver answers /readyz.
 ready() {
-  curl -fsS --max-time 2 --cacert "$RUN/pki/ca.crt" -H "Authorization: Bearer $ADMIN_TOKEN" \
-    "https://127.0.0.1:$1/readyz" >/dev/null 2>&1
+  curl -fsS --max-time 2 --cacert "${3:-$RUN/pki/ca.crt}" -H "Authorization: Bearer ${4:-$ADMIN_TOKEN}" \
+    "https://${2:-127.0.0.1}:$1/readyz" >/dev/null 2>&1
 }
 
 pki() {
@@ -57,9 +62,90 @@ apiserver_args() {
 }
 
 stop() {
+  for dir in "$RUN"/clusters/*/; do
+    [ -d "$dir" ] || continue
+    for p in kcm apiserver; do
+      if [ -f "$dir/$p.pid" ]; then kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; rm -f "$dir/$p.pid"; fi
+    done
+  done
   for p in kcm apiserver etcd; do
     if [ -f "$RUN/$p.pid" ]; then kill "$(cat "$RUN/$p.pid")" 2>/dev/null || true; rm -f "$RUN/$p.pid"; fi
   done
+}
+
+# A second cluster: nothing shared with the first but the etcd process (another key prefix).
+second_cluster() {
+  local name="$1" port="$2" host=127.0.0.2
+  local dir="$RUN/clusters/$name"
+  mkdir -p "$dir/pki"
+  local admin="spin-osb-test-$name-admin" broker="spin-osb-test-$name-broker"
+  if [ ! -f "$dir/pki/tokens.csv" ]; then
+    (
+      cd "$dir/pki"
+      openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=spin-osb-test-$name-ca" 2>/dev/null
+      openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+      printf 'subjectAltName=IP:%s\n' "$host" > san.ext
+      openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile san.ext 2>/dev/null
+      openssl genrsa -out sa.key 2048 2>/dev/null
+      openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+      {
+        echo "$admin,admin,admin,system:masters"
+        echo "$broker,system:serviceaccount:spin-osb:spin-osb,spin-osb-sa,\"system:serviceaccounts,system:serviceaccounts:spin-osb\""
+      } > tokens.csv
+    )
+  fi
+  if ! ready "$port" "$host" "$dir/pki/ca.crt" "$admin"; then
+    for p in kcm apiserver; do
+      if [ -f "$dir/$p.pid" ]; then kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; rm -f "$dir/$p.pid"; fi
+    done
+    "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix "/clusters/$name" \
+      --bind-address "$host" --secure-port "$port" \
+      --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
+      --client-ca-file "$dir/pki/ca.crt" --token-auth-file "$dir/pki/tokens.csv" \
+      --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
+      --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
+      --authorization-mode RBAC --service-cluster-ip-range 10.0.0.0/24 --advertise-address "$host" \
+      --disable-admission-plugins ServiceAccount --allow-privileged=true >"$dir/apiserver.log" 2>&1 &
+    echo $! > "$dir/apiserver.pid"
+    cat > "$dir/kubeconfig" <<KC
+apiVersion: v1
+kind: Config
+clusters:
+- name: $name
+  cluster: {server: "https://$host:$port", certificate-authority: "$dir/pki/ca.crt"}
+users:
+- name: admin
+  user: {token: $admin}
+contexts:
+- name: $name
+  context: {cluster: $name, user: admin, namespace: default}
+current-context: $name
+KC
+    local up=""
+    for _ in $(seq 1 240); do
+      if ready "$port" "$host" "$dir/pki/ca.crt" "$admin"; then up=1; break; fi
+      sleep 0.5
+    done
+    if [ -z "$up" ]; then
+      echo "kube-apiserver of cluster $name did not become ready; end of its log:" >&2
+      tail -30 "$dir/apiserver.log" >&2
+      exit 1
+    fi
+    "$BIN/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --leader-elect=false \
+      --port 0 --secure-port 0 \
+      --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
+      --controllers 'namespace,garbagecollector,serviceaccount,deployment,replicaset,statefulset' \
+      >"$dir/kcm.log" 2>&1 &
+    echo $! > "$dir/kcm.pid"
+  fi
+  cat > "$dir/env" <<ENV
+KUBE_API_URL=https://$host:$port
+KUBE_CA_FILE=$dir/pki/ca.crt
+KUBE_ADMIN_TOKEN=$admin
+KUBE_BROKER_TOKEN=$broker
+KUBE_RUN_DIR=$dir
+ENV
+  echo "$dir/env"
 }
 
 start() {
@@ -128,9 +214,12 @@ case "${1:-}" in
   build) "$HERE/build-kube-apiserver.sh" "$BIN" ;;
   start) start ;;
   stop) stop ;;
+  cluster)
+    ready "$SECURE_PORT" || { echo "start the first cluster first (kube.sh start)" >&2; exit 1; }
+    second_cluster "${2:?name}" "${3:?port}" ;;
   apiserver)
     pki
     # shellcheck disable=SC2046
     exec "$BIN/kube-apiserver" $(apiserver_args "${2:?port}") ;;
-  *) echo "usage: $0 build|start|stop|apiserver PORT" >&2; exit 2 ;;
+  *) echo "usage: $0 build|start|stop|apiserver PORT|cluster NAME PORT" >&2; exit 2 ;;
 esac

@@ -52,6 +52,9 @@ pub struct Options {
     pub real_spin: bool,
     /// Extra arguments of `spin-osb up` (e.g. `--max-connections 8`).
     pub args: Vec<String>,
+    /// Kubernetes clusters besides `default` to declare in the rewritten manifest, with
+    /// `spin-osb clusters add` (needs `catalog`).
+    pub clusters: Vec<String>,
 }
 
 impl Options {
@@ -118,6 +121,19 @@ impl Broker {
             Some(catalog) => manifest_with_catalog(catalog, &dir),
             None => manifest(),
         };
+        assert!(
+            options.clusters.is_empty() || options.catalog.is_some(),
+            "declaring clusters rewrites the manifest: set a catalog"
+        );
+        for name in &options.clusters {
+            let status = Command::new(host_bin())
+                .args(["clusters", "add", name, "-f"])
+                .arg(&manifest)
+                .stdout(Stdio::null())
+                .status()
+                .expect("spin-osb clusters add");
+            assert!(status.success(), "spin-osb clusters add {name} failed");
+        }
         let mut broker = Self::prepare(manifest, dir, Some(tmp));
         broker.options = options;
         broker.spawn();

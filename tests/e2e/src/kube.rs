@@ -46,35 +46,85 @@ pub struct Cluster {
 /// Starts (or reuses) the control plane once per test binary.
 pub fn cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
-    CLUSTER.get_or_init(|| {
-        let script = repo_root().join("tests/kube/kube.sh");
-        let output = Command::new(&script)
-            .arg("start")
-            .stderr(Stdio::inherit())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
-        assert!(
-            output.status.success(),
-            "{} start failed (build the binaries with `tests/kube/kube.sh build`)",
-            script.display()
-        );
-        let env_file = String::from_utf8_lossy(&output.stdout).trim().to_string();
-        let text = std::fs::read_to_string(&env_file).expect("kube env file");
-        let var = |name: &str| {
-            text.lines()
-                .find_map(|l| l.strip_prefix(&format!("{name}=")))
-                .unwrap_or_else(|| panic!("{name} missing from {env_file}"))
-                .to_string()
+    CLUSTER.get_or_init(|| run_kube_sh(&["start"]))
+}
+
+/// Starts (or reuses) a second, separate control plane named `name` on
+/// `https://127.0.0.2:port`: its own CA, tokens, storage and controller-manager (see
+/// `kube.sh cluster`). It has no restricted token (the field is empty).
+pub fn second_cluster(name: &str, port: u16) -> Cluster {
+    cluster();
+    run_kube_sh(&["cluster", name, &port.to_string()])
+}
+
+fn run_kube_sh(args: &[&str]) -> Cluster {
+    let script = repo_root().join("tests/kube/kube.sh");
+    let output = Command::new(&script)
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{} {args:?} failed (build the binaries with `tests/kube/kube.sh build`)",
+        script.display()
+    );
+    let env_file = String::from_utf8_lossy(&output.stdout).trim().to_string();
+    let text = std::fs::read_to_string(&env_file).expect("kube env file");
+    let var = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .map(str::to_owned)
+    };
+    let required = |name: &str| {
+        var(name).unwrap_or_else(|| panic!("{name} missing from {env_file}"))
+    };
+    Cluster {
+        api_url: required("KUBE_API_URL"),
+        ca_file: required("KUBE_CA_FILE").into(),
+        admin_token: required("KUBE_ADMIN_TOKEN"),
+        restricted_token: var("KUBE_RESTRICTED_TOKEN").unwrap_or_default(),
+        broker_token: required("KUBE_BROKER_TOKEN"),
+        run_dir: required("KUBE_RUN_DIR").into(),
+    }
+}
+
+/// Broker options for a broker with several clusters: `(name, cluster, token)` each, the
+/// first named `default`. The manifest declares the others with `spin-osb clusters add`;
+/// the runtime config trusts each cluster's own CA for its own host only.
+pub fn clusters_options(catalog: &Path, clusters: &[(&str, &Cluster, &str)], dir: &Path) -> Options {
+    let ids = KUBE_COMPONENTS
+        .iter()
+        .map(|c| format!("{c:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut config = String::new();
+    let mut options = Options {
+        catalog: Some(catalog.to_path_buf()),
+        ..Options::default()
+    };
+    for (name, cluster, token) in clusters {
+        // Spin's client_tls hosts take no port.
+        let authority = cluster.api_url.trim_start_matches("https://");
+        let host = authority.split(':').next().unwrap_or(authority);
+        config.push_str(&format!(
+            "[[client_tls]]\ncomponent_ids = [{ids}]\nhosts = [{host:?}]\nca_roots_file = {:?}\n\n",
+            cluster.ca_file.display().to_string()
+        ));
+        let prefix = if *name == "default" {
+            "SPIN_VARIABLE_KUBERNETES".to_string()
+        } else {
+            options.clusters.push(name.to_string());
+            format!("SPIN_VARIABLE_KUBERNETES_{}", name.to_uppercase())
         };
-        Cluster {
-            api_url: var("KUBE_API_URL"),
-            ca_file: var("KUBE_CA_FILE").into(),
-            admin_token: var("KUBE_ADMIN_TOKEN"),
-            restricted_token: var("KUBE_RESTRICTED_TOKEN"),
-            broker_token: var("KUBE_BROKER_TOKEN"),
-            run_dir: var("KUBE_RUN_DIR").into(),
-        }
-    })
+        options = options
+            .env(&format!("{prefix}_API_URL"), cluster.api_url.clone())
+            .env(&format!("{prefix}_TOKEN"), *token);
+    }
+    let path = dir.join("runtime-config-clusters.toml");
+    std::fs::write(&path, config).expect("runtime config");
+    options.runtime_config = Some(path);
+    options
 }
 
 impl Cluster {
@@ -118,7 +168,12 @@ impl Cluster {
 
     /// An admin client for this cluster.
     pub fn admin(&self) -> Kube {
-        Kube::new(&self.api_url, &self.ca_file, &self.admin_token)
+        self.with_token(&self.admin_token)
+    }
+
+    /// A client for this cluster presenting `token`.
+    pub fn with_token(&self, token: &str) -> Kube {
+        Kube::new(&self.api_url, &self.ca_file, token)
     }
 
     /// Starts one more apiserver on `port` (same etcd and credentials), for tests that

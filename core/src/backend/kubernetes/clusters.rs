@@ -13,7 +13,7 @@
 //! cluster:
 //!   from: context.clusterid       # or context.namespace, or parameters.<name>
 //!   map: {"9f1c…": east}          # request value → cluster (absent: the value is the name)
-//!   default: east                 # when the request carries no value
+//!   default: east                 # when the request carries no value, or one `map` lacks
 //! ```
 //!
 //! The choice is made once, at provision, and kept in the instance record: every later
@@ -147,7 +147,7 @@ pub fn quoted(name: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(
     untagged,
-    expecting = "a cluster name, or a mapping with `from` (context.clusterid, context.namespace or parameters.<name>) and optional `map` and `default`"
+    expecting = "expected a cluster name, or a mapping with `from` (context.clusterid, context.namespace or parameters.<name>) and optional `map` and `default`"
 )]
 pub enum ClusterChoice {
     /// Every instance of the plan goes to this cluster.
@@ -165,7 +165,7 @@ pub struct RequestRule {
     /// Request value → cluster name; without it, the value is the cluster's name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub map: BTreeMap<String, String>,
-    /// The cluster when the request carries no value.
+    /// The cluster when the request carries no value, or a value `map` does not list.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<String>,
 }
@@ -220,7 +220,7 @@ impl ClusterChoice {
         if rule.map.is_empty() {
             return Ok(value.to_string());
         }
-        rule.map.get(value).cloned().ok_or_else(|| {
+        rule.map.get(value).or(rule.default.as_ref()).cloned().ok_or_else(|| {
             format!(
                 "no Kubernetes cluster of this broker serves {} {}",
                 rule.from,
@@ -302,6 +302,11 @@ mod tests {
             "east"
         );
         assert_eq!(choose(by_id, json!({}), json!({})).unwrap(), "west");
+        assert_eq!(
+            choose(by_id, json!({"clusterid": "uid-9"}), json!({})).unwrap(),
+            "west"
+        );
+        let by_id = r#"{"from": "context.clusterid", "map": {"uid-1": "east"}}"#;
         let unknown = choose(by_id, json!({"clusterid": "uid-9"}), json!({})).unwrap_err();
         assert_eq!(
             unknown,
