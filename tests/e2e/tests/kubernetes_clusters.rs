@@ -9,9 +9,10 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use spin_osb_e2e::kube::{cluster, clusters_options, second_cluster, Cluster, Kube};
-use spin_osb_e2e::{eventually, json, new_id, repo_root, Broker, Plan, Value};
+use spin_osb_e2e::{eventually, json, new_id, real_spin_bin, repo_root, Broker, Options, Plan, Value};
 
 const EAST_PORT: u16 = 16543;
+const OPERATOR_PASSWORD: &str = "operator-e2e-clusters";
 const WAIT: Duration = Duration::from_secs(90);
 
 fn catalog_dir() -> PathBuf {
@@ -25,15 +26,20 @@ fn east() -> &'static Cluster {
 
 /// A broker with both clusters; `east_url`/`east_token` as given.
 fn broker_with(east_url: &str, east_token: &str) -> Broker {
+    Broker::start_with_options(options_with(east_url, east_token))
+}
+
+fn options_with(east_url: &str, east_token: &str) -> Options {
     let home = cluster();
     let mut east = east().clone();
     east.api_url = east_url.to_string();
     let dir = tempfile::tempdir().expect("tmp").keep();
-    Broker::start_with_options(clusters_options(
+    clusters_options(
         &catalog_dir(),
         &[("default", home, &home.admin_token), ("east", &east, east_token)],
         &dir,
-    ))
+    )
+    .env("SPIN_VARIABLE_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
 }
 
 /// The broker of most tests: both clusters, the right token for each.
@@ -258,4 +264,109 @@ fn an_unreachable_cluster_is_named_while_the_broker_retries() {
     provision_ready(&b, &other, &body(&home, "platform-x", "team-a", json!({})));
     assert_eq!(landed_on(&other), "default");
     deprovision_and_wait(&b, &other, &home);
+}
+
+fn operator(b: &Broker, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut request = b
+        .request(method, path)
+        .auth("operator", OPERATOR_PASSWORD)
+        .version(None);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().expect(200).json
+}
+
+/// A ConfigMap carrying this broker's marks for an instance it does not have.
+fn left_behind(kube: &Kube, broker_id: &str, namespace: &str) -> String {
+    let gone = new_id();
+    let name = format!("left-{}", &gone[..8]);
+    kube.apply(
+        &format!("/api/v1/namespaces/{namespace}/configmaps/{name}"),
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+            "name": name, "namespace": namespace,
+            "labels": {"app.kubernetes.io/managed-by": "spin-osb",
+                "osb.spin-osb.dev/instance": gone, "osb.spin-osb.dev/broker": broker_id},
+            "annotations": {"osb.spin-osb.dev/instance-id": gone}}}),
+    );
+    name
+}
+
+#[test]
+fn orphans_are_found_and_cleaned_in_every_cluster_and_a_cluster_that_cannot_be_asked_is_named() {
+    let b = broker();
+    let east_kube = east().admin();
+    let p = plan(b, "east");
+    let live = new_id();
+    provision_ready(b, &live, &body(&p, "platform-x", "team-a", json!({})));
+    let broker_id = operator(b, "GET", "/operator/orphans", None)["broker_id"]
+        .as_str()
+        .expect("broker_id")
+        .to_string();
+    east_kube.create_namespace("clusters-orphans");
+    let orphan = left_behind(&east_kube, &broker_id, "clusters-orphans");
+
+    let report = operator(b, "GET", "/operator/orphans", None);
+    let section = &report["kubernetes"];
+    assert!(section.get("errors").is_none(), "{report}");
+    let orphans = section["orphans"].as_array().expect("orphans");
+    let ours: Vec<&Value> = orphans.iter().filter(|o| o["name"] == orphan).collect();
+    assert_eq!(ours.len(), 1, "{report}");
+    assert_eq!(ours[0]["cluster"], "east", "{report}");
+    assert!(
+        orphans.iter().all(|o| o["instance_id"] != live),
+        "a live instance's objects are no orphans: {report}"
+    );
+
+    let cleaned = operator(
+        b,
+        "POST",
+        "/operator/orphans/cleanup",
+        Some(&json!({"kubernetes": [ours[0]]})),
+    );
+    assert_eq!(cleaned["results"][0]["state"], "deleting", "{cleaned}");
+    eventually("the orphan to go from east", WAIT, || {
+        east_kube
+            .get(&format!("/api/v1/namespaces/clusters-orphans/configmaps/{orphan}"))
+            .is_none()
+            .then_some(())
+    });
+    assert!(has_namespace(&east_kube, &live), "the live instance is untouched");
+    deprovision_and_wait(b, &live, &p);
+
+    // East unreachable: the default cluster is still searched, and east is named.
+    let closed = format!("https://127.0.0.2:{}", spin_osb_test_support::free_port());
+    let cut_off = broker_with(&closed, &east().admin_token);
+    let report = operator(&cut_off, "GET", "/operator/orphans", None);
+    let errors = report["kubernetes"]["errors"].as_array().expect("errors");
+    assert_eq!(errors.len(), 1, "{report}");
+    assert_eq!(errors[0]["cluster"], "east", "{report}");
+    let error = errors[0]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("cannot reach Kubernetes cluster 'east'"), "{report}");
+    assert_no_address(error);
+    assert!(report["kubernetes"]["orphans"].is_array(), "{report}");
+    assert!(report["kubernetes"].get("error").is_none(), "{report}");
+}
+
+/// The same manifest edit, variables and per-cluster `[[client_tls]]` under the real Spin
+/// CLI: each instance reaches its own cluster over HTTPS with that cluster's CA.
+#[test]
+fn under_real_spin_each_cluster_is_reached_with_its_own_ca() {
+    let options = match real_spin_bin() {
+        Ok(_) => Options {
+            real_spin: true,
+            ..options_with(&east().api_url, &east().admin_token)
+        },
+        Err(e) if std::env::var_os("CI").is_some() => panic!("{e}"),
+        Err(e) => return eprintln!("skipped: {e}"),
+    };
+    let b = Broker::start_with_options(options);
+    for (plan_name, expected) in [("home", "default"), ("east", "east")] {
+        let p = plan(&b, plan_name);
+        let iid = new_id();
+        provision_ready(&b, &iid, &body(&p, "platform-x", "team-a", json!({})));
+        assert_eq!(landed_on(&iid), expected, "plan {plan_name}");
+        deprovision_and_wait(&b, &iid, &p);
+        assert!(!has_namespace(&east().admin(), &iid) && !has_namespace(&cluster().admin(), &iid));
+    }
 }
