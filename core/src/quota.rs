@@ -202,11 +202,44 @@ pub fn take(
     kv: &dyn Kv,
     limits: &[Limit],
     tenancy: &Tenancy,
+    names: (&str, &str),
+) -> Result<Vec<String>, OsbError> {
+    take_beyond(kv, limits, tenancy, names, &[])
+}
+
+/// A plan change's slots: the counters the instance holds under the target plan's
+/// `limits` (`all`), and those of them taken now because it did not hold them already
+/// (`taken`, given back if the change does not happen). A 422 names the first limit reached.
+pub struct PlanChange {
+    /// Every counter of the target plan that applies to the instance.
+    pub all: Vec<String>,
+    /// The ones newly taken.
+    pub taken: Vec<String>,
+}
+
+/// Takes the slots a change to a plan with `limits` needs beyond those in `held`.
+pub fn take_for_plan_change(
+    kv: &dyn Kv,
+    limits: &[Limit],
+    tenancy: &Tenancy,
+    names: (&str, &str),
+    held: &[String],
+) -> Result<PlanChange, OsbError> {
+    let taken = take_beyond(kv, limits, tenancy, names, held)?;
+    let all = limits.iter().filter_map(|l| l.counter(tenancy)).collect();
+    Ok(PlanChange { all, taken })
+}
+
+fn take_beyond(
+    kv: &dyn Kv,
+    limits: &[Limit],
+    tenancy: &Tenancy,
     (service_name, plan_name): (&str, &str),
+    held: &[String],
 ) -> Result<Vec<String>, OsbError> {
     let mut taken = Vec::new();
     for limit in limits {
-        let Some(counter) = limit.counter(tenancy) else {
+        let Some(counter) = limit.counter(tenancy).filter(|c| !held.contains(c)) else {
             continue;
         };
         let count = match kv.increment(&counter, 1) {
@@ -234,19 +267,39 @@ pub fn release(kv: &dyn Kv, counters: &[String]) {
     }
 }
 
-/// Gives back the slots of a record that stopped counting in this write: a creation that
-/// ended failed at once, or a record whose provision failed or that was deleted. Call once
-/// the write landed (so every slot is given back exactly once).
+/// Gives back the slots a record stopped holding in this write: a creation that ended
+/// failed at once; a record whose provision failed or that was deleted; a plan change that
+/// succeeded (the old plan's slots the new one does not share) or did not (the slots taken
+/// for it). Call once the write landed (so every slot is given back exactly once).
 pub fn record_written<R: Record>(kv: &dyn Kv, before: Option<&R>, after: &R) {
-    let counts = |status: Status| matches!(status, Status::Creating | Status::Ready);
     match before.filter(|b| b.status() != Status::Deleted) {
         // A creation (possibly over a tombstone).
         None if !counts(after.status()) => release(kv, after.quota_slots()),
-        Some(before) if counts(before.status()) && !counts(after.status()) => {
-            release(kv, before.quota_slots())
+        None => {}
+        Some(before) => {
+            let kept = owned(after);
+            let dropped: Vec<String> = owned(before)
+                .into_iter()
+                .filter(|slot| !kept.contains(slot))
+                .collect();
+            release(kv, &dropped);
         }
-        _ => {}
     }
+}
+
+fn counts(status: Status) -> bool {
+    matches!(status, Status::Creating | Status::Ready)
+}
+
+/// The slots a record holds: its own and those taken for a plan change in progress, while
+/// it counts at all.
+fn owned<R: Record>(record: &R) -> Vec<String> {
+    if !counts(record.status()) {
+        return Vec::new();
+    }
+    let mut slots = record.quota_slots().to_vec();
+    slots.extend(record.pending_quota_slots().iter().cloned());
+    slots
 }
 
 /// Every limit the catalog declares, once each (a broker or service limit is shared by

@@ -311,19 +311,46 @@ impl Broker<'_> {
             self.env,
             plan.maximum_polling_duration,
         )?;
+        // A plan change counts against the target plan's limits from now on: its slots
+        // the instance does not hold yet are taken before anything is stored.
+        let change = if target_plan_id != current.plan_id {
+            let tenancy = Tenancy::of(
+                current.organization_guid.as_deref(),
+                current.space_guid.as_deref(),
+                &current.context,
+            );
+            let names = (plan.service_name.as_str(), plan.plan_name.as_str());
+            Some(quota::take_for_plan_change(
+                self.kv,
+                &plan.quotas,
+                &tenancy,
+                names,
+                &current.quota,
+            )?)
+        } else {
+            None
+        };
+        let taken = change.as_ref().map(|c| c.taken.clone()).unwrap_or_default();
         operation.update = Some(PendingUpdate {
             plan_id: target_plan_id,
             parameters,
             context,
             maintenance_info_version,
             request_fingerprint,
+            quota: change.map(|c| c.all),
+            quota_taken: taken.clone(),
         });
         next.begin(operation);
-        let stored = self.write(&key, &stored, &next)?.ok_or_else(|| {
-            OsbError::concurrency(format!(
-                "service instance {instance_id} changed concurrently; retry"
-            ))
-        })?;
+        let stored = match self.write(&key, &stored, &next) {
+            Ok(Some(stored)) => stored,
+            lost => {
+                quota::release(self.kv, &taken);
+                lost?;
+                return Err(OsbError::concurrency(format!(
+                    "service instance {instance_id} changed concurrently; retry"
+                )));
+            }
+        };
         let stored = self
             .drive(&key, stored, accepts_incomplete && is_async, ())
             .await?;

@@ -196,6 +196,14 @@ pub struct PendingUpdate {
     pub maintenance_info_version: Option<String>,
     /// What the platform sent (for idempotent repeats).
     pub request_fingerprint: String,
+    /// A plan change's quota counters: all those the instance holds once it succeeds
+    /// (`None`: no plan change, the instance keeps its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<Vec<String>>,
+    /// The counters of `quota` taken when the update started, held while it runs and given
+    /// back if it does not succeed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quota_taken: Vec<String>,
 }
 
 /// OSB instance `metadata`.
@@ -385,6 +393,10 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn quota_slots(&self) -> &[String] {
         &[]
     }
+    /// The counters taken for an operation in progress (a plan change), besides its own.
+    fn pending_quota_slots(&self) -> &[String] {
+        &[]
+    }
     /// Its lifecycle state.
     fn status(&self) -> Status;
     /// The current (or last) operation.
@@ -441,6 +453,12 @@ impl Record for InstanceRecord {
     fn quota_slots(&self) -> &[String] {
         &self.quota
     }
+    fn pending_quota_slots(&self) -> &[String] {
+        match &self.operation.update {
+            Some(update) if self.operation.in_progress() => &update.quota_taken,
+            _ => &[],
+        }
+    }
     fn plan(&self) -> (&str, &str) {
         (&self.service_id, &self.plan_id)
     }
@@ -484,6 +502,9 @@ impl Record for InstanceRecord {
                     OperationKind::Provision => self.status = Status::Ready,
                     OperationKind::Update => {
                         if let Some(update) = self.operation.update.clone() {
+                            if let Some(quota) = update.quota {
+                                self.quota = quota;
+                            }
                             self.plan_id = update.plan_id;
                             self.parameters = update.parameters;
                             self.context = update.context;

@@ -195,3 +195,43 @@ fn quota_use_appears_in_the_operator_api_and_the_metrics() {
         "{text}"
     );
 }
+
+#[test]
+fn a_plan_change_counts_against_the_target_plans_limit_and_gives_back_what_it_leaves() {
+    let w = quota_world("{instances: 3}");
+    for iid in ["s1", "s2", "s3"] {
+        expect(w.provision(iid, SYNC), 201);
+    }
+    expect(w.provision("s4", SYNC), 422);
+    let to_async = update_body(json!({ "plan_id": ASYNC }));
+    expect(w.patch("s1", to_async.clone(), true), 202);
+    expect(w.patch("s2", to_async.clone(), true), 202);
+    let refused = expect(w.patch("s3", to_async.clone(), true), 422);
+    assert!(
+        body_text(&refused).contains("plan async's quota of 2 instances"),
+        "{}",
+        body_text(&refused)
+    );
+    assert_eq!(body(&expect(w.fetch("s3"), 200))["plan_id"], SYNC);
+    // While they change, s1 and s2 still hold their slots of plan sync.
+    expect(w.provision("s4", SYNC), 422);
+
+    // s1's change succeeds: it gives back its slot of plan sync, keeps the one of async.
+    w.env.advance(DELAY);
+    let done = expect(w.last_op("s1", None), 200);
+    assert_eq!(body(&done)["state"], "succeeded");
+    expect(w.provision("s4", SYNC), 201);
+    expect(w.provision("s5", SYNC), 422);
+
+    // s2's change is never polled and fails at its deadline: it gives back the slot of
+    // async it took, and stays (and counts) on sync.
+    w.env.advance(601);
+    let failed = expect(w.last_op("s2", None), 200);
+    assert_eq!(body(&failed)["state"], "failed");
+    assert_eq!(body(&expect(w.fetch("s2"), 200))["plan_id"], SYNC);
+    expect(w.patch("s3", to_async, true), 202);
+    expect(w.provision("s5", SYNC), 422);
+    // A deprovision still gives back exactly the slots the instance holds.
+    expect(w.deprovision("s4", SYNC), 200);
+    expect(w.provision("s5", SYNC), 201);
+}
