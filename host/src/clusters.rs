@@ -84,7 +84,9 @@ pub fn add(path: &Path, name: &str) -> Result<()> {
     println!("      component_ids = {components:?}");
     println!("      hosts = [\"HOST\"]");
     println!("      ca_roots_file = \"{name}-ca.pem\"");
-    println!("  - name it in a plan's `backend.cluster` (see the README's \"Kubernetes clusters\").");
+    println!(
+        "  - name it in a plan's `backend.cluster` (see the README's \"Kubernetes clusters\")."
+    );
     Ok(())
 }
 
@@ -107,7 +109,11 @@ pub fn list(path: &Path) -> Result<()> {
                 continue;
             };
             for variable in [&url, &token] {
-                if table.get("variables").and_then(|v| v.get(variable)).is_none() {
+                if table
+                    .get("variables")
+                    .and_then(|v| v.get(variable))
+                    .is_none()
+                {
                     problems.push(format!("component {component} does not map {variable}"));
                 }
             }
@@ -257,7 +263,10 @@ source = "catalog.wasm"
         std::fs::write(&path, MANIFEST).unwrap();
         add(&path, "east").unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.contains("# The default cluster."), "comments kept:\n{text}");
+        assert!(
+            text.contains("# The default cluster."),
+            "comments kept:\n{text}"
+        );
         let doc: toml::Table = text.parse().unwrap();
         assert_eq!(
             doc["variables"]["kubernetes_clusters"]["default"].as_str(),

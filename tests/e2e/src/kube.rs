@@ -76,9 +76,8 @@ fn run_kube_sh(args: &[&str]) -> Cluster {
             .find_map(|l| l.strip_prefix(&format!("{name}=")))
             .map(str::to_owned)
     };
-    let required = |name: &str| {
-        var(name).unwrap_or_else(|| panic!("{name} missing from {env_file}"))
-    };
+    let required =
+        |name: &str| var(name).unwrap_or_else(|| panic!("{name} missing from {env_file}"));
     Cluster {
         api_url: required("KUBE_API_URL"),
         ca_file: required("KUBE_CA_FILE").into(),
@@ -92,7 +91,11 @@ fn run_kube_sh(args: &[&str]) -> Cluster {
 /// Broker options for a broker with several clusters: `(name, cluster, token)` each, the
 /// first named `default`. The manifest declares the others with `spin-osb clusters add`;
 /// the runtime config trusts each cluster's own CA for its own host only.
-pub fn clusters_options(catalog: &Path, clusters: &[(&str, &Cluster, &str)], dir: &Path) -> Options {
+pub fn clusters_options(
+    catalog: &Path,
+    clusters: &[(&str, &Cluster, &str)],
+    dir: &Path,
+) -> Options {
     let ids = KUBE_COMPONENTS
         .iter()
         .map(|c| format!("{c:?}"))

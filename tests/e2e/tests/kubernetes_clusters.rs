@@ -9,7 +9,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use spin_osb_e2e::kube::{cluster, clusters_options, second_cluster, Cluster, Kube};
-use spin_osb_e2e::{eventually, json, new_id, real_spin_bin, repo_root, Broker, Options, Plan, Value};
+use spin_osb_e2e::{
+    eventually, json, new_id, real_spin_bin, repo_root, Broker, Options, Plan, Value,
+};
 
 const EAST_PORT: u16 = 16543;
 const OPERATOR_PASSWORD: &str = "operator-e2e-clusters";
@@ -36,7 +38,10 @@ fn options_with(east_url: &str, east_token: &str) -> Options {
     let dir = tempfile::tempdir().expect("tmp").keep();
     clusters_options(
         &catalog_dir(),
-        &[("default", home, &home.admin_token), ("east", &east, east_token)],
+        &[
+            ("default", home, &home.admin_token),
+            ("east", &east, east_token),
+        ],
         &dir,
     )
     .env("SPIN_VARIABLE_OPERATOR_PASSWORD", OPERATOR_PASSWORD)
@@ -45,9 +50,8 @@ fn options_with(east_url: &str, east_token: &str) -> Options {
 /// The broker of most tests: both clusters, the right token for each.
 fn broker() -> &'static Broker {
     static BROKER: OnceLock<&'static Broker> = OnceLock::new();
-    BROKER.get_or_init(|| {
-        spin_osb_e2e::until_exit(broker_with(&east().api_url, &east().admin_token))
-    })
+    BROKER
+        .get_or_init(|| spin_osb_e2e::until_exit(broker_with(&east().api_url, &east().admin_token)))
 }
 
 fn plan(b: &Broker, name: &str) -> Plan {
@@ -81,7 +85,10 @@ fn provision_ready(b: &Broker, iid: &str, body: &Value) {
 
 /// Where the instance's objects are: `"default"`, `"east"`, or a panic if both or none.
 fn landed_on(iid: &str) -> &'static str {
-    let (home, east) = (has_namespace(&cluster().admin(), iid), has_namespace(&east().admin(), iid));
+    let (home, east) = (
+        has_namespace(&cluster().admin(), iid),
+        has_namespace(&east().admin(), iid),
+    );
     match (home, east) {
         (true, false) => "default",
         (false, true) => "east",
@@ -113,8 +120,20 @@ fn each_plan_places_instances_on_its_cluster_and_they_stay_there() {
         ("home", "platform-x", "team-a", json!({}), "default"),
         ("east", "platform-x", "team-a", json!({}), "east"),
         ("by-clusterid", "platform-east", "team-a", json!({}), "east"),
-        ("by-clusterid", "platform-home", "team-a", json!({}), "default"),
-        ("by-region", "platform-x", "team-a", json!({"region": "east"}), "east"),
+        (
+            "by-clusterid",
+            "platform-home",
+            "team-a",
+            json!({}),
+            "default",
+        ),
+        (
+            "by-region",
+            "platform-x",
+            "team-a",
+            json!({"region": "east"}),
+            "east",
+        ),
         ("by-region", "platform-x", "team-a", json!({}), "default"),
         ("by-namespace", "platform-x", "team-east", json!({}), "east"),
         ("by-namespace", "platform-x", "team-a", json!({}), "default"),
@@ -142,7 +161,11 @@ fn bind_update_and_deprovision_go_to_the_instances_cluster() {
     let (east_plan, home_plan) = (plan(b, "east"), plan(b, "home"));
     let (home_kube, east_kube) = (cluster().admin(), east().admin());
     let iid = new_id();
-    provision_ready(b, &iid, &body(&east_plan, "platform-x", "team-a", json!({})));
+    provision_ready(
+        b,
+        &iid,
+        &body(&east_plan, "platform-x", "team-a", json!({})),
+    );
     assert_eq!(landed_on(&iid), "east");
 
     // Credentials come from the live Secret on east.
@@ -151,9 +174,15 @@ fn bind_update_and_deprovision_go_to_the_instances_cluster() {
         .bind(&iid, &bid, &east_plan.bind_body(json!({})), true)
         .expect(201);
     let secret = east_kube
-        .get(&format!("/api/v1/namespaces/{}/secrets/credentials", namespace_of(&iid)))
+        .get(&format!(
+            "/api/v1/namespaces/{}/secrets/credentials",
+            namespace_of(&iid)
+        ))
         .expect("the Secret on east");
-    let password = secret["data"]["password"].as_str().unwrap_or_default().to_string();
+    let password = secret["data"]["password"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     assert!(!password.is_empty());
     assert_eq!(bound.json["credentials"]["namespace"], namespace_of(&iid));
 
@@ -189,7 +218,9 @@ fn an_unknown_cluster_is_refused_before_anything_is_stored() {
         .provision(&iid, &body(&west, "platform-x", "team-a", json!({})), true)
         .expect_error(400);
     assert!(
-        refused.description().contains("cluster 'west' is not one of this broker's clusters (default, east)"),
+        refused
+            .description()
+            .contains("cluster 'west' is not one of this broker's clusters (default, east)"),
         "{}",
         refused.body
     );
@@ -200,14 +231,20 @@ fn an_unknown_cluster_is_refused_before_anything_is_stored() {
         .provision(&iid, &body(&by_id, "platform-9", "team-a", json!({})), true)
         .expect_error(400);
     assert!(
-        unmapped.description().contains("context.clusterid 'platform-9'"),
+        unmapped
+            .description()
+            .contains("context.clusterid 'platform-9'"),
         "{}",
         unmapped.body
     );
     // The parameter is validated by the plan's schema before any cluster is chosen.
     let by_region = plan(b, "by-region");
-    b.provision(&iid, &body(&by_region, "p", "n", json!({"region": "west"})), true)
-        .expect(400);
+    b.provision(
+        &iid,
+        &body(&by_region, "p", "n", json!({"region": "west"})),
+        true,
+    )
+    .expect(400);
     b.fetch_instance(&iid).expect(404);
 }
 
@@ -217,7 +254,10 @@ fn a_token_for_one_cluster_is_refused_by_the_other_and_the_failure_names_the_clu
     let (status, _) = east_admin_on_home
         .raw("GET", "/api/v1/namespaces", None)
         .expect("the default cluster answers");
-    assert_eq!(status, 401, "east's token means nothing to the default cluster");
+    assert_eq!(
+        status, 401,
+        "east's token means nothing to the default cluster"
+    );
 
     // A broker whose `east` token is the default cluster's.
     let b = broker_with(&east().api_url, &cluster().admin_token);
@@ -231,11 +271,15 @@ fn a_token_for_one_cluster_is_refused_by_the_other_and_the_failure_names_the_clu
     assert_eq!(last.json["state"], "failed", "{}", last.body);
     let description = last.json["description"].as_str().unwrap_or_default();
     assert!(
-        description.contains("Kubernetes cluster 'east' refused the broker's token (401 Unauthorized)"),
+        description
+            .contains("Kubernetes cluster 'east' refused the broker's token (401 Unauthorized)"),
         "{description}"
     );
     assert_no_address(description);
-    assert!(!description.contains(&cluster().admin_token), "{description}");
+    assert!(
+        !description.contains(&cluster().admin_token),
+        "{description}"
+    );
     assert!(!has_namespace(&east().admin(), &iid) && !has_namespace(&cluster().admin(), &iid));
 }
 
@@ -327,11 +371,16 @@ fn orphans_are_found_and_cleaned_in_every_cluster_and_a_cluster_that_cannot_be_a
     assert_eq!(cleaned["results"][0]["state"], "deleting", "{cleaned}");
     eventually("the orphan to go from east", WAIT, || {
         east_kube
-            .get(&format!("/api/v1/namespaces/clusters-orphans/configmaps/{orphan}"))
+            .get(&format!(
+                "/api/v1/namespaces/clusters-orphans/configmaps/{orphan}"
+            ))
             .is_none()
             .then_some(())
     });
-    assert!(has_namespace(&east_kube, &live), "the live instance is untouched");
+    assert!(
+        has_namespace(&east_kube, &live),
+        "the live instance is untouched"
+    );
     deprovision_and_wait(b, &live, &p);
 
     // East unreachable: the default cluster is still searched, and east is named.
@@ -342,7 +391,10 @@ fn orphans_are_found_and_cleaned_in_every_cluster_and_a_cluster_that_cannot_be_a
     assert_eq!(errors.len(), 1, "{report}");
     assert_eq!(errors[0]["cluster"], "east", "{report}");
     let error = errors[0]["error"].as_str().unwrap_or_default();
-    assert!(error.contains("cannot reach Kubernetes cluster 'east'"), "{report}");
+    assert!(
+        error.contains("cannot reach Kubernetes cluster 'east'"),
+        "{report}"
+    );
     assert_no_address(error);
     assert!(report["kubernetes"]["orphans"].is_array(), "{report}");
     assert!(report["kubernetes"].get("error").is_none(), "{report}");

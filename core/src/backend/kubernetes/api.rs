@@ -397,10 +397,19 @@ fn refusal(
         let error = BackendError::Permanent(format!(
             "{what}: Kubernetes cluster {cluster} refused the broker's token (401 Unauthorized): check the cluster's token variable"
         ));
-        return Err((error, format!("401 {}", response.text().chars().take(500).collect::<String>())));
+        return Err((
+            error,
+            format!(
+                "401 {}",
+                response.text().chars().take(500).collect::<String>()
+            ),
+        ));
     }
     let status: Value = serde_json::from_slice(&response.body).unwrap_or(Value::Null);
-    let mut summary = format!("{what}: Kubernetes cluster {cluster} answered {}", response.status);
+    let mut summary = format!(
+        "{what}: Kubernetes cluster {cluster} answered {}",
+        response.status
+    );
     if let Some(reason) = status.get("reason").and_then(Value::as_str) {
         summary.push_str(&format!(" ({})", words_of(reason)));
     }

@@ -220,13 +220,17 @@ impl ClusterChoice {
         if rule.map.is_empty() {
             return Ok(value.to_string());
         }
-        rule.map.get(value).or(rule.default.as_ref()).cloned().ok_or_else(|| {
-            format!(
-                "no Kubernetes cluster of this broker serves {} {}",
-                rule.from,
-                quoted(value)
-            )
-        })
+        rule.map
+            .get(value)
+            .or(rule.default.as_ref())
+            .cloned()
+            .ok_or_else(|| {
+                format!(
+                    "no Kubernetes cluster of this broker serves {} {}",
+                    rule.from,
+                    quoted(value)
+                )
+            })
     }
 
     /// Catalog checks: names that can be clusters, a known `from`, and a parameter the

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::api::{Api, ObjectRef};
-use super::objects::{BINDING_ANNOTATION, BROKER_LABEL, INSTANCE_ANNOTATION, MANAGED_BY};
 use super::clusters::{quoted, DEFAULT_CLUSTER};
+use super::objects::{BINDING_ANNOTATION, BROKER_LABEL, INSTANCE_ANNOTATION, MANAGED_BY};
 use super::{Kubernetes, KubernetesConfig};
 use crate::backend::{BackendError, Services};
 
@@ -44,12 +44,7 @@ fn default_cluster() -> String {
 }
 
 impl Owned {
-    fn of(
-        cluster: &str,
-        reference: &ObjectRef,
-        object: &Value,
-        broker_id: &str,
-    ) -> Option<Owned> {
+    fn of(cluster: &str, reference: &ObjectRef, object: &Value, broker_id: &str) -> Option<Owned> {
         let metadata = &object["metadata"];
         // Being deleted already (a namespace takes a while): going, not left behind.
         if metadata["labels"][MANAGED_BY] != "spin-osb"

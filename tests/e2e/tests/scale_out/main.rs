@@ -46,6 +46,7 @@ mod deprovision_race;
 mod fleet;
 mod kube_objects;
 mod metrics;
+mod quotas;
 mod redis_outage;
 mod scenarios;
 mod three_hosts;
