@@ -201,7 +201,7 @@ impl Manifest {
             .iter()
             .filter(|(_, c)| {
                 c.get("variables")
-                    .and_then(|v| v.get(&api_url_variable(DEFAULT_CLUSTER)))
+                    .and_then(|v| v.get(api_url_variable(DEFAULT_CLUSTER)))
                     .is_some()
             })
             .map(|(id, _)| id.to_string())
