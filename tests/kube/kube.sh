@@ -33,32 +33,53 @@ ready() {
     "https://${2:-127.0.0.1}:$1/readyz" >/dev/null 2>&1
 }
 
-pki() {
-  mkdir -p "$RUN/pki"
-  cd "$RUN/pki"
-  [ -f ca.crt ] && [ -f tokens.csv ] && return 0
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=spin-osb-test-ca" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-  printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc\n' > san.ext
-  openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile san.ext 2>/dev/null
-  openssl genrsa -out sa.key 2048 2>/dev/null
-  openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-  {
-    echo "$ADMIN_TOKEN,admin,admin,system:masters"
-    echo "$RESTRICTED_TOKEN,restricted,restricted"
-    echo "$BROKER_TOKEN,system:serviceaccount:spin-osb:spin-osb,spin-osb-sa,\"system:serviceaccounts,system:serviceaccounts:spin-osb\""
-  } > tokens.csv
+# make_pki DIR NAME SAN ADMIN BROKER [RESTRICTED]: a cluster's own CA, API certificate
+# (subjectAltName SAN), ServiceAccount keys and static tokens, once.
+make_pki() {
+  local dir="$1" name="$2" san="$3" admin="$4" broker="$5" restricted="${6:-}"
+  mkdir -p "$dir"
+  [ -f "$dir/ca.crt" ] && [ -f "$dir/tokens.csv" ] && return 0
+  (
+    cd "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=$name" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
+    printf 'subjectAltName=%s\n' "$san" > san.ext
+    openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile san.ext 2>/dev/null
+    openssl genrsa -out sa.key 2048 2>/dev/null
+    openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
+    {
+      echo "$admin,admin,admin,system:masters"
+      [ -z "$restricted" ] || echo "$restricted,restricted,restricted"
+      echo "$broker,system:serviceaccount:spin-osb:spin-osb,spin-osb-sa,\"system:serviceaccounts,system:serviceaccounts:spin-osb\""
+    } > tokens.csv
+  )
 }
 
+pki() {
+  make_pki "$RUN/pki" spin-osb-test-ca "IP:127.0.0.1,DNS:localhost,DNS:kubernetes.default.svc" \
+    "$ADMIN_TOKEN" "$BROKER_TOKEN" "$RESTRICTED_TOKEN"
+}
+
+# apiserver_args PORT [HOST PKI_DIR ETCD_PREFIX]
 apiserver_args() {
-  echo --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --secure-port "$1" \
-    --tls-cert-file "$RUN/pki/apiserver.crt" --tls-private-key-file "$RUN/pki/apiserver.key" \
-    --client-ca-file "$RUN/pki/ca.crt" --token-auth-file "$RUN/pki/tokens.csv" \
-    --service-account-key-file "$RUN/pki/sa.pub" --service-account-signing-key-file "$RUN/pki/sa.key" \
+  local host="${2:-127.0.0.1}" pki="${3:-$RUN/pki}"
+  echo --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix "${4:-/registry}" \
+    --bind-address "$host" --secure-port "$1" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" --token-auth-file "$pki/tokens.csv" \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
-    --authorization-mode RBAC --service-cluster-ip-range 10.0.0.0/24 --advertise-address 127.0.0.1 \
+    --authorization-mode RBAC --service-cluster-ip-range 10.0.0.0/24 --advertise-address "$host" \
     --disable-admission-plugins ServiceAccount --allow-privileged=true
+}
+
+# controller_manager DIR PKI_DIR CONTROLLERS: in the background, its pid in DIR/kcm.pid.
+controller_manager() {
+  "$BIN/kube-controller-manager" --kubeconfig "$1/kubeconfig" --leader-elect=false \
+    --port 0 --secure-port 0 \
+    --service-account-private-key-file "$2/sa.key" --root-ca-file "$2/ca.crt" \
+    --controllers "$3" >"$1/kcm.log" 2>&1 &
+  echo $! > "$1/kcm.pid"
 }
 
 stop() {
@@ -77,35 +98,15 @@ stop() {
 second_cluster() {
   local name="$1" port="$2" host=127.0.0.2
   local dir="$RUN/clusters/$name"
-  mkdir -p "$dir/pki"
   local admin="spin-osb-test-$name-admin" broker="spin-osb-test-$name-broker"
-  if [ ! -f "$dir/pki/tokens.csv" ]; then
-    (
-      cd "$dir/pki"
-      openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 3650 -subj "/CN=spin-osb-test-$name-ca" 2>/dev/null
-      openssl req -newkey rsa:2048 -nodes -keyout apiserver.key -out apiserver.csr -subj "/CN=kube-apiserver" 2>/dev/null
-      printf 'subjectAltName=IP:%s\n' "$host" > san.ext
-      openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out apiserver.crt -days 3650 -extfile san.ext 2>/dev/null
-      openssl genrsa -out sa.key 2048 2>/dev/null
-      openssl rsa -in sa.key -pubout -out sa.pub 2>/dev/null
-      {
-        echo "$admin,admin,admin,system:masters"
-        echo "$broker,system:serviceaccount:spin-osb:spin-osb,spin-osb-sa,\"system:serviceaccounts,system:serviceaccounts:spin-osb\""
-      } > tokens.csv
-    )
-  fi
+  make_pki "$dir/pki" "spin-osb-test-$name-ca" "IP:$host" "$admin" "$broker"
   if ! ready "$port" "$host" "$dir/pki/ca.crt" "$admin"; then
     for p in kcm apiserver; do
       if [ -f "$dir/$p.pid" ]; then kill "$(cat "$dir/$p.pid")" 2>/dev/null || true; rm -f "$dir/$p.pid"; fi
     done
-    "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" --etcd-prefix "/clusters/$name" \
-      --bind-address "$host" --secure-port "$port" \
-      --tls-cert-file "$dir/pki/apiserver.crt" --tls-private-key-file "$dir/pki/apiserver.key" \
-      --client-ca-file "$dir/pki/ca.crt" --token-auth-file "$dir/pki/tokens.csv" \
-      --service-account-key-file "$dir/pki/sa.pub" --service-account-signing-key-file "$dir/pki/sa.key" \
-      --service-account-issuer https://kubernetes.default.svc --api-audiences https://kubernetes.default.svc \
-      --authorization-mode RBAC --service-cluster-ip-range 10.0.0.0/24 --advertise-address "$host" \
-      --disable-admission-plugins ServiceAccount --allow-privileged=true >"$dir/apiserver.log" 2>&1 &
+    # shellcheck disable=SC2046
+    "$BIN/kube-apiserver" $(apiserver_args "$port" "$host" "$dir/pki" "/clusters/$name") \
+      >"$dir/apiserver.log" 2>&1 &
     echo $! > "$dir/apiserver.pid"
     cat > "$dir/kubeconfig" <<KC
 apiVersion: v1
@@ -131,12 +132,7 @@ KC
       tail -30 "$dir/apiserver.log" >&2
       exit 1
     fi
-    "$BIN/kube-controller-manager" --kubeconfig "$dir/kubeconfig" --leader-elect=false \
-      --port 0 --secure-port 0 \
-      --service-account-private-key-file "$dir/pki/sa.key" --root-ca-file "$dir/pki/ca.crt" \
-      --controllers 'namespace,garbagecollector,serviceaccount,deployment,replicaset,statefulset' \
-      >"$dir/kcm.log" 2>&1 &
-    echo $! > "$dir/kcm.pid"
+    controller_manager "$dir" "$dir/pki" 'namespace,garbagecollector,serviceaccount,deployment,replicaset,statefulset'
   fi
   cat > "$dir/env" <<ENV
 KUBE_API_URL=https://$host:$port
@@ -181,12 +177,7 @@ current-context: test
 KC
   for _ in $(seq 1 240); do
     if ready "$SECURE_PORT"; then
-      "$BIN/kube-controller-manager" --kubeconfig "$RUN/kubeconfig" --leader-elect=false \
-        --port 0 --secure-port 0 \
-        --service-account-private-key-file "$RUN/pki/sa.key" --root-ca-file "$RUN/pki/ca.crt" \
-        --controllers '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-csrsigning,-csrapproving,-csrcleaner,-bootstrapsigner,-tokencleaner,-ttl' \
-        >"$RUN/kcm.log" 2>&1 &
-      echo $! > "$RUN/kcm.pid"
+      controller_manager "$RUN" "$RUN/pki" '*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-csrsigning,-csrapproving,-csrcleaner,-bootstrapsigner,-tokencleaner,-ttl'
       write_env
       echo "$RUN/env"
       return 0
