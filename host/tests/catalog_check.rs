@@ -12,7 +12,7 @@ fn check(dir: &std::path::Path) -> std::process::Output {
 
 #[test]
 fn the_shipped_catalog_is_valid() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../catalog");
+    let dir = spin_osb_test_support::paths::repo_root().join("catalog");
     let out = check(&dir);
     assert!(
         out.status.success(),

@@ -170,7 +170,16 @@ pub(crate) fn resolve(path: &Path) -> PathBuf {
     if path.is_absolute() || path.exists() {
         return path.to_path_buf();
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    // The checkout the bench runs in (its current directory's), else where it was built.
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = std::env::current_dir()
+        .ok()
+        .and_then(|dir| {
+            dir.ancestors()
+                .find(|d| d.join("spin.toml").is_file() && d.join("tests/bench").is_dir())
+                .map(Path::to_path_buf)
+        })
+        .unwrap_or(built);
     let candidate = root.join(path);
     if candidate.exists() {
         candidate

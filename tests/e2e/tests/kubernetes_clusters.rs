@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use spin_osb_e2e::kube::{cluster, clusters_options, second_cluster, Cluster, Kube};
 use spin_osb_e2e::{
-    eventually, json, new_id, real_spin_bin, repo_root, Broker, Options, Plan, Value,
+    compile_catalog, eventually, json, new_id, real_spin_bin, repo_root, Broker, Options, Plan,
+    Value,
 };
 
 const EAST_PORT: u16 = 16543;
@@ -421,4 +422,54 @@ fn under_real_spin_each_cluster_is_reached_with_its_own_ca() {
         deprovision_and_wait(&b, &iid, &p);
         assert!(!has_namespace(&east().admin(), &iid) && !has_namespace(&cluster().admin(), &iid));
     }
+}
+
+#[test]
+fn an_instance_keeps_its_cluster_when_the_catalog_moves_its_plan() {
+    let b = broker_with(&east().api_url, &east().admin_token);
+    let p = plan(&b, "east");
+    let iid = new_id();
+    provision_ready(&b, &iid, &body(&p, "platform-x", "team-a", json!({})));
+    assert_eq!(landed_on(&iid), "east");
+    let bid = new_id();
+    let first = b
+        .bind(&iid, &bid, &p.bind_body(json!({})), true)
+        .expect(201);
+
+    // The operator moves plan east to the default cluster and restarts the broker.
+    let moved = tempfile::tempdir().expect("tmp");
+    let text = std::fs::read_to_string(catalog_dir().join("clusters.yaml")).expect("catalog");
+    let east_only = "          cluster: east\n";
+    assert_eq!(text.matches(east_only).count(), 1);
+    std::fs::write(
+        moved.path().join("clusters.yaml"),
+        text.replace(east_only, "          cluster: default\n"),
+    )
+    .expect("moved catalog");
+    compile_catalog(moved.path(), &b.state_dir.join("app/osb-catalog"));
+    b.restart();
+    let newcomer = new_id();
+    provision_ready(&b, &newcomer, &body(&p, "platform-x", "team-a", json!({})));
+    assert_eq!(
+        landed_on(&newcomer),
+        "default",
+        "new instances follow the catalog"
+    );
+
+    // The old instance's operations still go to east: a new binding reads its Secret there.
+    let again = new_id();
+    let second = b
+        .bind(&iid, &again, &p.bind_body(json!({})), true)
+        .expect(201);
+    assert_eq!(
+        second.json["credentials"]["password"], first.json["credentials"]["password"],
+        "{}",
+        second.body
+    );
+    b.unbind(&iid, &again, &p, true).expect(200);
+    b.unbind(&iid, &bid, &p, true).expect(200);
+    deprovision_and_wait(&b, &iid, &p);
+    assert!(!has_namespace(&east().admin(), &iid));
+    deprovision_and_wait(&b, &newcomer, &p);
+    assert!(!has_namespace(&cluster().admin(), &newcomer));
 }

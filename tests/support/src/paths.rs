@@ -2,11 +2,33 @@
 //! suites run `target/release/spin-osb` and the wasm components under `target/`.
 
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// The workspace root (`tests/support/../..`).
+/// The workspace root: the nearest directory holding `spin.toml` and `tests/support`
+/// above the package cargo runs the tests of (`CARGO_MANIFEST_DIR` at run time), else
+/// above the current directory, else where this crate was compiled. Not only the compiled-in
+/// path: CI clones afresh beside a shared target directory, and a test binary cargo reuses
+/// from another checkout must still look at the checkout it runs in.
 pub fn repo_root() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    root.canonicalize().unwrap_or(root)
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let compiled = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let starts = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(std::env::current_dir().ok())
+            .chain([compiled.clone()]);
+        for start in starts {
+            if let Some(root) = start
+                .ancestors()
+                .find(|dir| dir.join("spin.toml").is_file() && dir.join("tests/support").is_dir())
+            {
+                return root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+            }
+        }
+        compiled.canonicalize().unwrap_or(compiled)
+    })
+    .clone()
 }
 
 /// `$CARGO_TARGET_DIR` made absolute against the repository, when set.
