@@ -72,7 +72,8 @@ fn the_client_tls_runtime_config_is_accepted_with_the_bosh_entry_enabled() {
             file.display()
         );
     }
-    // Uncomment the BOSH director entry (its lines are commented as `#key`).
+    // Uncomment the example entry of a second cluster and the BOSH director's (their lines
+    // are commented as `#key`).
     let uncommented: String = original
         .lines()
         .map(|line| match line.strip_prefix('#') {
@@ -86,14 +87,15 @@ fn the_client_tls_runtime_config_is_accepted_with_the_bosh_entry_enabled() {
             .lines()
             .filter(|l| *l == "[[client_tls]]")
             .count(),
-        2,
-        "the Kubernetes entry and the (commented) BOSH director entry"
+        3,
+        "the Kubernetes entry and the (commented) second-cluster and BOSH director entries"
     );
     let ca = c.ca_file.to_str().unwrap();
     let text = substitute(
         &uncommented,
         &[
             ("/etc/spin-osb/kube-ca.pem", ca),
+            ("/etc/spin-osb/east-ca.pem", ca),
             ("/etc/spin-osb/bosh-director-ca.pem", ca),
         ],
         "runtime-config-kubernetes-tls.toml",
