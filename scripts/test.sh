@@ -11,6 +11,9 @@ apt_install redis-server etcd-server curl openssl jq xz-utils prometheus
 echo "==> kube-apiserver v1.20.2 (built once into the cache; ~10 min the first time)"
 "$REPO_ROOT/tests/kube/kube.sh" build >/dev/null
 "$REPO_ROOT/tests/kube/kube.sh" start >/dev/null
+# The multi-cluster suite's second control plane (tests/e2e/tests/kubernetes_clusters.rs
+# reuses it, port 16543); started here, like the first, so that it outlives no test run.
+"$REPO_ROOT/tests/kube/kube.sh" cluster east 16543 >/dev/null
 trap '"$REPO_ROOT/tests/kube/kube.sh" stop' EXIT
 echo "==> real Spin CLI (for the real-Spin suite), when the project's Spin build is here"
 if [ -x "$REPO_ROOT/../shared/spin/install.sh" ]; then
