@@ -108,7 +108,27 @@ struct InstanceSummary<'a> {
     status: Status,
     #[serde(skip_serializing_if = "Option::is_none")]
     maintenance_version: Option<&'a str>,
+    /// Where the backend put it (see [`placement`]).
+    #[serde(skip_serializing_if = "Value::is_null")]
+    placement: Value,
     operation: OperationView<'a>,
+}
+
+/// What an operator needs to find an instance's resources: the backend's type and the
+/// cluster, namespace or deployment it keeps in the record (never its object list or
+/// anything else the backend keeps there).
+fn placement(backend: &Value) -> Value {
+    let mut shown = serde_json::Map::new();
+    for key in ["type", "cluster", "namespace", "deployment"] {
+        if let Some(value) = backend.get(key).filter(|v| v.is_string()) {
+            shown.insert(key.to_string(), value.clone());
+        }
+    }
+    if shown.is_empty() {
+        Value::Null
+    } else {
+        Value::Object(shown)
+    }
 }
 
 #[derive(Serialize)]
@@ -140,6 +160,7 @@ fn summary(record: &InstanceRecord) -> InstanceSummary<'_> {
         plan_id: &record.plan_id,
         status: record.status,
         maintenance_version: record.maintenance_info_version.as_deref(),
+        placement: placement(&record.backend),
         operation: OperationView::of(&record.operation),
     }
 }

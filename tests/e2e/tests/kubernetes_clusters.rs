@@ -168,6 +168,13 @@ fn bind_update_and_deprovision_go_to_the_instances_cluster() {
         &body(&east_plan, "platform-x", "team-a", json!({})),
     );
     assert_eq!(landed_on(&iid), "east");
+    // The operator API says where it is.
+    let shown = operator(b, "GET", &format!("/operator/instances/{iid}"), None);
+    assert_eq!(
+        shown["placement"],
+        json!({"type": "kubernetes", "cluster": "east", "namespace": namespace_of(&iid)}),
+        "{shown}"
+    );
 
     // Credentials come from the live Secret on east.
     let bid = new_id();
