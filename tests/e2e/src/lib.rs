@@ -31,6 +31,7 @@ pub mod catalog;
 pub mod fleet;
 pub mod ids;
 pub mod kube;
+pub mod metrics_text;
 pub mod osb;
 pub mod parameters;
 pub mod paths;

@@ -24,6 +24,14 @@ impl Broker {
             body: None,
         }
     }
+
+    /// A request to the operator API (`/operator/...`, `/metrics`): the operator's basic
+    /// auth with `password`, and no OSB version header (it is not an OSB endpoint).
+    pub fn operator_request(&self, method: &str, path: &str, password: &str) -> Req<'_> {
+        self.request(method, path)
+            .auth("operator", password)
+            .version(None)
+    }
 }
 
 /// One request being built; [`Req::send`] or [`Req::send_raw`] sends it.

@@ -226,9 +226,7 @@ fn a_fleet_upgrade_goes_canary_first_survives_a_kill_and_stops_on_a_failing_cana
         );
     }
     let metrics = b
-        .request("GET", "/metrics")
-        .auth("operator", OPERATOR_PASSWORD)
-        .version(None)
+        .operator_request("GET", "/metrics", OPERATOR_PASSWORD)
         .send()
         .expect(200);
     let line = |outcome: &str| {
@@ -319,9 +317,7 @@ fn orphans_are_reported_and_deleted_on_request_and_stuck_instances_ended() {
     // Left behind by instances the broker no longer has, and things that are not its own:
     // unlabelled, and another broker's (sharing the cluster).
     let report = b
-        .request("GET", "/operator/orphans")
-        .auth("operator", OPERATOR_PASSWORD)
-        .version(None)
+        .operator_request("GET", "/operator/orphans", OPERATOR_PASSWORD)
         .send()
         .expect(200);
     let broker_id = report.json["broker_id"]

@@ -319,10 +319,7 @@ fn an_unreachable_cluster_is_named_while_the_broker_retries() {
 }
 
 fn operator(b: &Broker, method: &str, path: &str, body: Option<&Value>) -> Value {
-    let mut request = b
-        .request(method, path)
-        .auth("operator", OPERATOR_PASSWORD)
-        .version(None);
+    let mut request = b.operator_request(method, path, OPERATOR_PASSWORD);
     if let Some(body) = body {
         request = request.json(body);
     }

@@ -13,10 +13,7 @@ fn broker() -> Broker {
 }
 
 fn operator(b: &Broker, path: &str) -> Resp {
-    b.request("GET", path)
-        .auth("operator", OPERATOR_PASSWORD)
-        .version(None)
-        .send()
+    b.operator_request("GET", path, OPERATOR_PASSWORD).send()
 }
 
 fn ids(listing: &Resp) -> Vec<String> {

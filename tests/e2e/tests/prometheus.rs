@@ -8,6 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use spin_osb_e2e::metrics_text::sum_of;
 use spin_osb_e2e::{eventually, new_id, Broker, Options, Resp};
 use spin_osb_test_support::files::{tempdir, write_file};
 use spin_osb_test_support::http::client;
@@ -89,27 +90,8 @@ impl Prometheus {
 }
 
 fn metrics(b: &Broker) -> Resp {
-    b.request("GET", "/metrics")
-        .auth("operator", OPERATOR_PASSWORD)
-        .version(None)
+    b.operator_request("GET", "/metrics", OPERATOR_PASSWORD)
         .send()
-}
-
-/// The sum of the samples of `metric` whose labels include `labels`, from the broker's own
-/// text (0 when there are none).
-fn sum_of(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (name, rest) = series.split_once('{').unwrap_or((series, ""));
-            (name == metric
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\""))))
-            .then(|| value.parse::<f64>().ok())?
-        })
-        .sum()
 }
 
 /// A PromQL selector: `sum(metric{k="v",…})`.

@@ -8,24 +8,21 @@ use super::*;
 const OPERATOR_PASSWORD: &str = "operator-scale-out-password";
 
 fn metrics(host: &Broker) -> String {
-    host.request("GET", "/metrics")
-        .auth("operator", OPERATOR_PASSWORD)
-        .version(None)
+    host.operator_request("GET", "/metrics", OPERATOR_PASSWORD)
         .send()
         .expect(200)
         .body
 }
 
-/// The value of the one sample of `metric` for `plan_id` (and `kind`, when given).
+/// The value of the one sample of `metric` for `plan_id` (and `kind`, when given; ready
+/// instances for `spin_osb_instances`).
 fn sample(text: &str, metric: &str, plan_id: &str, kind: Option<&str>) -> f64 {
-    let matching: Vec<f64> = text
-        .lines()
-        .filter(|l| l.starts_with(&format!("{metric}{{")))
-        .filter(|l| l.contains(&format!("plan_id=\"{plan_id}\"")))
-        .filter(|l| kind.is_none_or(|k| l.contains(&format!("kind=\"{k}\""))))
-        .filter(|l| metric != "spin_osb_instances" || l.contains("status=\"ready\""))
-        .map(|l| l.rsplit_once(' ').unwrap().1.parse().unwrap())
-        .collect();
+    let mut labels = vec![("plan_id", plan_id)];
+    labels.extend(kind.map(|k| ("kind", k)));
+    if metric == "spin_osb_instances" {
+        labels.push(("status", "ready"));
+    }
+    let matching = spin_osb_e2e::metrics_text::samples(text, metric, &labels);
     assert_eq!(matching.len(), 1, "{metric} {plan_id} {kind:?}:\n{text}");
     matching[0]
 }

@@ -10,9 +10,7 @@ const OPERATOR_PASSWORD: &str = "operator-scale-out-quotas";
 /// The plan's use as `GET /operator/quotas` of `host` reports it.
 fn plan_use(host: &Broker, plan_id: &str) -> u64 {
     let report = host
-        .request("GET", "/operator/quotas")
-        .auth("operator", OPERATOR_PASSWORD)
-        .version(None)
+        .operator_request("GET", "/operator/quotas", OPERATOR_PASSWORD)
         .send()
         .expect(200);
     let limits = report.json["limits"]
