@@ -90,6 +90,47 @@ pub fn add(path: &Path, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// `spin-osb clusters remove NAME`: undoes `add`. Instances on the cluster stay in the
+/// store, and every later operation of theirs fails naming the cluster: deprovision them
+/// first.
+pub fn remove(path: &Path, name: &str) -> Result<()> {
+    if name == DEFAULT_CLUSTER {
+        bail!("cluster \"default\" uses kubernetes_api_url and kubernetes_token, which the Kubernetes components need: leave it out of the variable {CLUSTERS_VARIABLE} instead");
+    }
+    let mut manifest = Manifest::read(path)?;
+    let mut names = manifest.declared();
+    if !names.iter().any(|n| n == name) {
+        bail!("cluster {name:?} is not declared in {}", path.display());
+    }
+    names.retain(|n| n != name);
+    let (url, token) = (api_url_variable(name), token_variable(name));
+    let variables = manifest.variables()?;
+    variables.remove(&url);
+    variables.remove(&token);
+    set_default(variables, CLUSTERS_VARIABLE, &names.join(","));
+    for component in manifest.kubernetes_components() {
+        let table = manifest.component(&component)?;
+        if let Some(mapped) = table.get_mut("variables").and_then(Item::as_table_mut) {
+            mapped.remove(&url);
+            mapped.remove(&token);
+        }
+        if let Some(hosts) = table
+            .get_mut("allowed_outbound_hosts")
+            .and_then(Item::as_array_mut)
+        {
+            let entry = format!("{{{{ {url} }}}}");
+            hosts.retain(|h| h.as_str().map(str::trim) != Some(entry.as_str()));
+        }
+    }
+    std::fs::write(path, manifest.doc.to_string())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    println!(
+        "Removed Kubernetes cluster {name:?} from {}; also remove its [[client_tls]] entry from the runtime config.",
+        path.display()
+    );
+    Ok(())
+}
+
 /// `spin-osb clusters list`: the declared clusters, and anything a component lacks to
 /// reach one. Fails when something is missing.
 pub fn list(path: &Path) -> Result<()> {
@@ -299,6 +340,17 @@ source = "catalog.wasm"
         list(&path).unwrap();
         assert!(add(&path, "east").is_err(), "declared twice");
         assert!(add(&path, "East-1").is_err(), "not a cluster name");
+
+        remove(&path, "east").unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("kubernetes_east"), "{text}");
+        assert!(
+            text.contains(r#"kubernetes_clusters = { default = "default" }"#),
+            "{text}"
+        );
+        list(&path).unwrap();
+        assert!(remove(&path, "east").is_err(), "not declared any more");
+        assert!(remove(&path, "default").is_err(), "default stays");
     }
 
     #[test]

@@ -68,6 +68,15 @@ enum ClustersCommand {
         #[arg(short = 'f', long = "from", default_value = "spin.toml")]
         manifest: PathBuf,
     },
+    /// Undo `add`: the cluster's variables and outbound host go (deprovision its instances
+    /// first: their operations fail once it is gone).
+    Remove {
+        /// The cluster's name.
+        name: String,
+        /// The manifest, or a directory containing spin.toml.
+        #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+        manifest: PathBuf,
+    },
     /// List the declared clusters; fails naming anything a component lacks to reach one.
     List {
         /// The manifest, or a directory containing spin.toml.
@@ -132,6 +141,9 @@ fn main() -> std::process::ExitCode {
         Command::Catalog(CatalogCommand::Check { dir }) => check_catalog(&dir),
         Command::Clusters(ClustersCommand::Add { name, manifest }) => {
             clusters::add(&manifest_path(&manifest), &name)
+        }
+        Command::Clusters(ClustersCommand::Remove { name, manifest }) => {
+            clusters::remove(&manifest_path(&manifest), &name)
         }
         Command::Clusters(ClustersCommand::List { manifest }) => {
             clusters::list(&manifest_path(&manifest))
