@@ -115,7 +115,8 @@ fn every_backend_component_has_every_backend_variable_and_host_and_no_other_comp
 
 /// Every cluster `spin.toml` declares is reachable from every component that talks to
 /// Kubernetes (what `spin-osb clusters add` writes, checked by `spin-osb clusters list`),
-/// and the command that declares one leaves a manifest that passes the same check.
+/// the command that declares one leaves a manifest that passes the same check, and the one
+/// that removes it leaves the manifest as it was.
 #[test]
 fn the_declared_clusters_are_complete_before_and_after_adding_one() {
     let list = |manifest: &std::path::Path| {
@@ -157,4 +158,20 @@ fn the_declared_clusters_are_complete_before_and_after_adding_one() {
         .map(|l| l.split('\t').next().unwrap_or_default().to_string())
         .collect();
     assert_eq!(names, ["default", "east"]);
+
+    // And `remove` gives back the shipped manifest, byte for byte.
+    let removed = std::process::Command::new(spin_osb_e2e::host_bin())
+        .args(["clusters", "remove", "east", "-f"])
+        .arg(&copy)
+        .output()
+        .expect("spin-osb clusters remove");
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&copy).expect("edited spin.toml"),
+        std::fs::read_to_string(repo_root().join("spin.toml")).expect("spin.toml")
+    );
 }
