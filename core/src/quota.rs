@@ -291,14 +291,18 @@ fn counts(status: Status) -> bool {
     matches!(status, Status::Creating | Status::Ready)
 }
 
-/// The slots a record holds: its own and those taken for a plan change in progress, while
-/// it counts at all.
+/// The slots a record holds, once each: its own and those of a plan change in progress,
+/// while it counts at all.
 fn owned<R: Record>(record: &R) -> Vec<String> {
     if !counts(record.status()) {
         return Vec::new();
     }
     let mut slots = record.quota_slots().to_vec();
-    slots.extend(record.pending_quota_slots().iter().cloned());
+    for slot in record.pending_quota_slots() {
+        if !slots.contains(slot) {
+            slots.push(slot.clone());
+        }
+    }
     slots
 }
 

@@ -330,15 +330,14 @@ impl Broker<'_> {
         } else {
             None
         };
-        let taken = change.as_ref().map(|c| c.taken.clone()).unwrap_or_default();
+        let (all, taken) = change.map(|c| (Some(c.all), c.taken)).unwrap_or_default();
         operation.update = Some(PendingUpdate {
             plan_id: target_plan_id,
             parameters,
             context,
             maintenance_info_version,
             request_fingerprint,
-            quota: change.map(|c| c.all),
-            quota_taken: taken.clone(),
+            quota: all,
         });
         next.begin(operation);
         let stored = match self.write(&key, &stored, &next) {

@@ -197,13 +197,10 @@ pub struct PendingUpdate {
     /// What the platform sent (for idempotent repeats).
     pub request_fingerprint: String,
     /// A plan change's quota counters: all those the instance holds once it succeeds
-    /// (`None`: no plan change, the instance keeps its own).
+    /// (`None`: no plan change, the instance keeps its own). Those it does not hold yet are
+    /// taken when the update starts, held while it runs, and given back if it fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quota: Option<Vec<String>>,
-    /// The counters of `quota` taken when the update started, held while it runs and given
-    /// back if it does not succeed.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub quota_taken: Vec<String>,
 }
 
 /// OSB instance `metadata`.
@@ -393,7 +390,8 @@ pub trait Record: Serialize + DeserializeOwned + Clone {
     fn quota_slots(&self) -> &[String] {
         &[]
     }
-    /// The counters taken for an operation in progress (a plan change), besides its own.
+    /// The counters an operation in progress holds besides (or as well as) its own: a plan
+    /// change's.
     fn pending_quota_slots(&self) -> &[String] {
         &[]
     }
@@ -455,7 +453,7 @@ impl Record for InstanceRecord {
     }
     fn pending_quota_slots(&self) -> &[String] {
         match &self.operation.update {
-            Some(update) if self.operation.in_progress() => &update.quota_taken,
+            Some(update) if self.operation.in_progress() => update.quota.as_deref().unwrap_or(&[]),
             _ => &[],
         }
     }
