@@ -113,65 +113,46 @@ fn every_backend_component_has_every_backend_variable_and_host_and_no_other_comp
     assert!(problems.is_empty(), "spin.toml:\n{}", problems.join("\n"));
 }
 
+/// `spin-osb clusters ARGS -f MANIFEST`, which must succeed: its output.
+fn clusters(args: &[&str], manifest: &std::path::Path) -> String {
+    let output = std::process::Command::new(spin_osb_e2e::host_bin())
+        .arg("clusters")
+        .args(args)
+        .arg("-f")
+        .arg(manifest)
+        .output()
+        .expect("spin-osb clusters");
+    assert!(
+        output.status.success(),
+        "spin-osb clusters {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Every cluster `spin.toml` declares is reachable from every component that talks to
 /// Kubernetes (what `spin-osb clusters add` writes, checked by `spin-osb clusters list`),
 /// the command that declares one leaves a manifest that passes the same check, and the one
 /// that removes it leaves the manifest as it was.
 #[test]
 fn the_declared_clusters_are_complete_before_and_after_adding_one() {
-    let list = |manifest: &std::path::Path| {
-        std::process::Command::new(spin_osb_e2e::host_bin())
-            .args(["clusters", "list", "-f"])
-            .arg(manifest)
-            .output()
-            .expect("spin-osb clusters list")
-    };
-    let shipped = list(&repo_root().join("spin.toml"));
-    assert!(
-        shipped.status.success(),
-        "{}",
-        String::from_utf8_lossy(&shipped.stderr)
-    );
-    assert_eq!(String::from_utf8_lossy(&shipped.stdout).lines().count(), 1);
+    let shipped = repo_root().join("spin.toml");
+    assert_eq!(clusters(&["list"], &shipped).lines().count(), 1);
 
     let dir = tempfile::tempdir().expect("tmp");
     let copy = dir.path().join("spin.toml");
-    std::fs::copy(repo_root().join("spin.toml"), &copy).expect("copy spin.toml");
-    let added = std::process::Command::new(spin_osb_e2e::host_bin())
-        .args(["clusters", "add", "east", "-f"])
-        .arg(&copy)
-        .output()
-        .expect("spin-osb clusters add");
-    assert!(
-        added.status.success(),
-        "{}",
-        String::from_utf8_lossy(&added.stderr)
-    );
-    let after = list(&copy);
-    assert!(
-        after.status.success(),
-        "{}",
-        String::from_utf8_lossy(&after.stderr)
-    );
-    let names: Vec<String> = String::from_utf8_lossy(&after.stdout)
+    std::fs::copy(&shipped, &copy).expect("copy spin.toml");
+    clusters(&["add", "east"], &copy);
+    let names: Vec<String> = clusters(&["list"], &copy)
         .lines()
         .map(|l| l.split('\t').next().unwrap_or_default().to_string())
         .collect();
     assert_eq!(names, ["default", "east"]);
 
     // And `remove` gives back the shipped manifest, byte for byte.
-    let removed = std::process::Command::new(spin_osb_e2e::host_bin())
-        .args(["clusters", "remove", "east", "-f"])
-        .arg(&copy)
-        .output()
-        .expect("spin-osb clusters remove");
-    assert!(
-        removed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&removed.stderr)
-    );
+    clusters(&["remove", "east"], &copy);
     assert_eq!(
         std::fs::read_to_string(&copy).expect("edited spin.toml"),
-        std::fs::read_to_string(repo_root().join("spin.toml")).expect("spin.toml")
+        std::fs::read_to_string(&shipped).expect("spin.toml")
     );
 }
